@@ -1,0 +1,322 @@
+"""Run one method on one dataset with one setting and seed, and write the run file.
+
+The run file (``run.h5ad``, design.md section 3) is written for every run, successful or
+not: a failing method (exception, NaN loss, out of memory, killed) gives ``status=failed``
+with the error, so the benchmark goes on and the report shows the failure. With
+``strict=True`` the failure is still recorded and the command then exits non-zero.
+
+The method runs in a forked child process. That is how a run that exceeds memory (a
+``MemoryError`` under the ``max_mem_mb`` limit, or a kill by the OOM killer) is recorded
+instead of taking the job down, and how peak RSS of the run itself is measured.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import multiprocessing
+import os
+import platform
+import random
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from methods import registry
+from methods.base import IntegrationResult
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VERSION_PACKAGES = [
+    "numpy", "scipy", "pandas", "anndata", "scanpy", "scikit-learn", "torch", "scvi-tools",
+    "harmonypy", "scanorama", "bbknn", "scib-metrics", "jax", "snakemake",
+]
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in VERSION_PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except Exception:  # not a git checkout (e.g. an exported workflow)
+        return "unknown"
+
+
+def resolve_device(device: str, gpu_method: bool) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU and the method can use it, else ``cpu``."""
+    if device != "auto":
+        return device
+    if not gpu_method:
+        return "cpu"
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    if "torch" in sys.modules or importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.manual_seed(seed)
+        if torch.cuda.is_available():
+            torch.cuda.manual_seed_all(seed)
+
+
+def hide_labels(labels, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of cells whose label is hidden: ``fraction`` of each cell type, seeded.
+
+    Stratified by cell type so every type keeps labelled cells (round down per type, and a
+    type with a single cell keeps it).
+    """
+    labels = np.asarray(labels).astype(str)
+    hidden = np.zeros(labels.shape[0], dtype=bool)
+    if fraction <= 0:
+        return hidden
+    if fraction >= 1:
+        raise ValueError(f"label_missing must be in [0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    for lab in np.unique(labels):
+        idx = np.flatnonzero(labels == lab)
+        n_hide = int(np.floor(fraction * idx.size))
+        if n_hide:
+            hidden[rng.choice(idx, n_hide, replace=False)] = True
+    return hidden
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
+
+
+def _uns_safe(info: dict[str, Any]) -> dict[str, Any]:
+    """anndata cannot write None; drop those keys, make loss histories float arrays."""
+    out: dict[str, Any] = {}
+    for k, v in info.items():
+        if v is None:
+            continue
+        if isinstance(v, dict):
+            out[k] = _uns_safe(v)
+        elif isinstance(v, (list, tuple)) and v and all(isinstance(x, (int, float, np.number)) for x in v):
+            out[k] = np.asarray(v, dtype=float)
+        elif isinstance(v, (list, tuple)):
+            out[k] = json.dumps(_jsonable(v))
+        else:
+            out[k] = v
+    return out
+
+
+def write_run_file(path: Path, data, result: IntegrationResult | None, info: dict[str, Any],
+                   hidden: np.ndarray | None) -> None:
+    """Write ``run.h5ad`` atomically (temp name in the same folder, then rename)."""
+    import anndata as ad
+    import pandas as pd
+
+    obs = pd.DataFrame(index=data.obs_names.copy())
+    for key in ("batch", "label", "system"):
+        if key in data.obs:
+            obs[key] = data.obs[key].values
+    if hidden is not None:
+        obs["label_hidden"] = hidden
+    X = None
+    var = None
+    if result is not None and result.corrected is not None:
+        X = result.corrected
+        var = pd.DataFrame(index=data.var_names.copy())
+    run = ad.AnnData(X=X, obs=obs, var=var)
+    if result is not None:
+        if result.embedding is not None:
+            run.obsm["X_emb"] = np.asarray(result.embedding, dtype=np.float32)
+        if result.connectivities is not None:
+            run.obsp["connectivities"] = result.connectivities
+            if result.distances is not None:
+                run.obsp["distances"] = result.distances
+        if result.predicted_labels is not None:
+            run.obs["predicted_label"] = pd.Categorical(np.asarray(result.predicted_labels).astype(str))
+    run.uns["run"] = _uns_safe(info)
+    run.uns["run_json"] = json.dumps(_jsonable(info))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        run.write_h5ad(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_run_info(path: str | Path) -> dict[str, Any]:
+    """The run record (``uns["run_json"]``) without loading matrices."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        raw = f["uns"]["run_json"][()]
+    return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+
+
+def _peak_gpu_mb(device: str) -> float | None:
+    if not device.startswith("cuda") or "torch" not in sys.modules:
+        return None
+    import torch
+
+    return float(torch.cuda.max_memory_allocated()) / 2**20
+
+
+def _child(job: dict[str, Any], err_path: str) -> None:
+    """Runs in the forked process: load, integrate, write the run file (status ok)."""
+    try:
+        if job["max_mem_mb"]:
+            limit = int(job["max_mem_mb"]) * 2**20
+            resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+        _integrate_and_write(job)
+    except BaseException as exc:  # noqa: BLE001 - everything a method can raise is recorded
+        kind = "out of memory" if isinstance(exc, MemoryError) else type(exc).__name__
+        msg = f"{kind}: {exc}" if str(exc) else kind
+        Path(err_path).write_text(json.dumps({"error": msg, "traceback": traceback.format_exc()}))
+        os._exit(1)
+    os._exit(0)
+
+
+def _integrate_and_write(job: dict[str, Any]) -> None:
+    import anndata as ad
+
+    t_load = time.perf_counter()
+    data = ad.read_h5ad(job["data"])
+    spec = registry.get(job["method"])
+    hidden = None
+    if spec.supervised and job["label_missing"] > 0:
+        hidden = hide_labels(data.obs["label"].values, job["label_missing"], job["seed"])
+        lab = data.obs["label"].astype(str).to_numpy(dtype=object)
+        lab[hidden] = np.nan
+        data.obs["label"] = lab
+    load_s = time.perf_counter() - t_load
+    threads = job["threads"]
+    if "torch" in sys.modules or spec.gpu:
+        import torch
+
+        torch.set_num_threads(threads)
+    seed_everything(job["seed"])
+    device = job["info"]["device"]
+    module = importlib.import_module(spec.module)
+    t0 = time.perf_counter()
+    result: IntegrationResult = module.integrate(
+        data, batch_key="batch", label_key="label", params=job["params"], seed=job["seed"], device=device
+    )
+    result.check(data.n_obs)
+    wall = time.perf_counter() - t0
+    info = dict(job["info"])
+    info.update(
+        status="ok",
+        error="",
+        integrate_s=round(wall, 3),
+        load_s=round(load_s, 3),
+        epochs=result.epochs,
+        loss_history=result.loss_history,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        peak_gpu_mb=_peak_gpu_mb(device),
+        extra=result.extra,
+    )
+    if "label" in data.obs and hidden is not None:
+        data.obs["label"] = job["true_labels"]
+    info["wall_s"] = round(time.perf_counter() - job["t_start"], 3)
+    write_run_file(Path(job["out"]), data, result, info, hidden)
+
+
+def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] | None, seed: int,
+        device: str = "auto", threads: int = 1, label_missing: float = 0.0, strict: bool = False,
+        max_mem_mb: int | None = None) -> dict[str, Any]:
+    """Run and record one integration. Returns the run record (``status`` ok or failed)."""
+    t_start = time.perf_counter()
+    out_path = Path(out)
+    info: dict[str, Any] = {
+        "method": method, "setting": setting, "seed": int(seed), "params": {},
+        "label_missing": float(label_missing), "threads": int(threads), "data": str(data),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "host": socket.gethostname(), "versions": package_versions(), "git_commit": git_commit(),
+        "status": "failed", "error": "",
+    }
+    try:
+        spec = registry.get(method)
+        info["params"] = registry.merge_params(method, params)
+        info["output"] = spec.output
+        info["device"] = resolve_device(device, spec.gpu)
+    except (KeyError, ValueError) as exc:
+        info["error"] = f"{type(exc).__name__}: {exc.args[0] if exc.args else exc}"
+        return _record_failure(out_path, data, info, t_start, strict)
+
+    job = {
+        "data": data, "out": str(out_path), "method": method, "params": info["params"],
+        "seed": int(seed), "threads": int(threads), "label_missing": float(label_missing),
+        "max_mem_mb": max_mem_mb, "info": info, "t_start": t_start, "true_labels": None,
+    }
+    if spec.supervised and label_missing > 0:
+        import anndata as ad
+
+        job["true_labels"] = ad.read_h5ad(data, backed="r").obs["label"].values.copy()
+    err_path = out_path.with_name(f".{out_path.name}.err{os.getpid()}")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    ctx = multiprocessing.get_context("fork")
+    proc = ctx.Process(target=_child, args=(job, str(err_path)))
+    proc.start()
+    proc.join()
+    if proc.exitcode == 0 and out_path.exists():
+        return read_run_info(out_path)
+    if err_path.exists():
+        err = json.loads(err_path.read_text())
+        err_path.unlink()
+        info["error"] = err["error"]
+        info["traceback"] = err["traceback"]
+    elif proc.exitcode is not None and proc.exitcode < 0:
+        sig = signal.Signals(-proc.exitcode).name
+        info["error"] = f"killed by {sig}" + (" (likely out of memory)" if sig == "SIGKILL" else "")
+    else:
+        info["error"] = f"method process exited with code {proc.exitcode}"
+    return _record_failure(out_path, data, info, t_start, strict)
+
+
+def _record_failure(out_path: Path, data_path: str, info: dict[str, Any], t_start: float,
+                    strict: bool) -> dict[str, Any]:
+    import anndata as ad
+
+    info["status"] = "failed"
+    info["wall_s"] = round(time.perf_counter() - t_start, 3)
+    data = ad.read_h5ad(data_path, backed="r")
+    write_run_file(out_path, data, None, info, None)
+    print(f"run failed: {info['method']} {info['setting']} seed{info['seed']}: {info['error']}",
+          file=sys.stderr)
+    if strict:
+        raise SystemExit(f"strict mode: run {out_path} failed: {info['error']}")
+    return info

@@ -1,0 +1,20 @@
+"""Unintegrated control: PCA of the log-normalized HVGs (the preprocessed ``X_pca``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from methods.base import IntegrationResult, ParamError
+
+
+def integrate(adata, *, batch_key, label_key, params, seed, device) -> IntegrationResult:
+    n_comps = int(params["n_comps"])
+    if n_comps < 2:
+        raise ParamError(f"unintegrated: n_comps must be >= 2, got {n_comps}")
+    if "X_pca" in adata.obsm and adata.obsm["X_pca"].shape[1] >= n_comps:
+        emb = np.asarray(adata.obsm["X_pca"][:, :n_comps])
+    else:
+        import scanpy as sc
+
+        emb = sc.pp.pca(adata.X, n_comps=min(n_comps, min(adata.shape) - 1), random_state=seed)
+    return IntegrationResult(embedding=emb)
