@@ -1,0 +1,50 @@
+"""CLI: ``python -m methods run ...`` (one run -> run.h5ad) and ``python -m methods list``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from methods import registry
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m methods", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run one method on one dataset and write the run file")
+    run.add_argument("--data", required=True, help="preprocessed dataset (.h5ad)")
+    run.add_argument("--out", required=True, help="run file to write (run.h5ad)")
+    run.add_argument("--method", required=True)
+    run.add_argument("--setting", default="default")
+    run.add_argument("--params", default="{}", help="JSON object of parameters")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--device", default="auto")
+    run.add_argument("--threads", type=int, default=1)
+    run.add_argument("--label-missing", type=float, default=0.0)
+    run.add_argument("--max-mem-mb", type=int, default=None)
+    run.add_argument("--strict", action="store_true", help="exit non-zero when the run fails")
+    sub.add_parser("list", help="list registered methods")
+    args = parser.parse_args(argv)
+
+    if args.command == "list":
+        for name, spec in sorted(registry.METHODS.items()):
+            print(f"{name}\t{spec.output}\t{spec.input}\t{'gpu' if spec.gpu else 'cpu'}\t{spec.description}")
+        return 0
+    try:
+        params = json.loads(args.params)
+    except json.JSONDecodeError as exc:
+        print(f"error: --params is not valid JSON ({exc})", file=sys.stderr)
+        return 2
+    from methods.runner import run as run_one
+
+    info = run_one(args.data, args.out, args.method, args.setting, params, args.seed,
+                   device=args.device, threads=args.threads, label_missing=args.label_missing,
+                   strict=args.strict, max_mem_mb=args.max_mem_mb)
+    print(f"{args.method} {args.setting} seed{args.seed}: {info['status']}"
+          + (f" ({info['error']})" if info.get("error") else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

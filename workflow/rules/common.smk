@@ -1,0 +1,156 @@
+# Config validation and the study plan (which runs exist). Logic that needs tests lives in
+# the packages (methods/settings.py); this file only wires it to Snakemake.
+import json
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import jsonschema
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+REPO = Path(workflow.basedir).parent
+sys.path.insert(0, str(REPO))
+
+from methods import registry  # noqa: E402
+from methods.settings import ConfigError, expand_settings, with_label_missing  # noqa: E402
+
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _config_error(msg):
+    raise WorkflowError(f"invalid config: {msg}")
+
+
+def _validate_config(cfg):
+    schema = yaml.safe_load(SCHEMA.read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(cfg), key=lambda e: list(e.path))
+    if errors:
+        err = errors[0]
+        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        _config_error(f"{where}: {err.message}")
+    validate(cfg, schema=str(SCHEMA))  # fills schema defaults
+    for name, ds in cfg["datasets"].items():
+        for m in ds.get("methods", []):
+            if m not in cfg["methods"]:
+                _config_error(f"datasets.{name}.methods: '{m}' is not in the methods section")
+    for name in cfg["methods"]:
+        if name not in registry.METHODS:
+            _config_error(f"methods.{name}: unknown method; known: {', '.join(sorted(registry.METHODS))}")
+    scaling = cfg.get("scaling")
+    if scaling:
+        if scaling["dataset"] not in cfg["datasets"]:
+            _config_error(f"scaling.dataset: '{scaling['dataset']}' is not in the datasets section")
+        for m in scaling.get("methods", []):
+            if m not in cfg["methods"]:
+                _config_error(f"scaling.methods: '{m}' is not in the methods section")
+    if any(ds.get("registry") for ds in cfg["datasets"].values()):
+        reg_path = REPO / cfg["registry"]
+        reg = yaml.safe_load(reg_path.read_text()) if reg_path.exists() else {}
+        for name, ds in cfg["datasets"].items():
+            if ds.get("registry") and ds["registry"] not in reg:
+                _config_error(f"datasets.{name}.registry: '{ds['registry']}' is not an entry of {cfg['registry']}")
+
+
+_validate_config(config)
+OUT = config["out"].rstrip("/")
+REGISTRY = yaml.safe_load((REPO / config["registry"]).read_text()) if (REPO / config["registry"]).exists() else {}
+
+
+def _settings():
+    out = {}
+    for method, section in config["methods"].items():
+        try:
+            settings = expand_settings(method, section)
+        except ConfigError as exc:
+            _config_error(str(exc))
+        out[method] = with_label_missing(method, settings, config["label_missing"])
+    return out
+
+
+SETTINGS = _settings()  # method -> [(setting, params, label_missing)]
+SETTING_INDEX = {(m, s): (p, lm) for m, rows in SETTINGS.items() for s, p, lm in rows}
+
+
+def dataset_methods(dataset):
+    subset = config["datasets"][dataset].get("methods")
+    return [m for m in config["methods"] if subset is None or m in subset]
+
+
+def run_seeds(dataset, method):
+    section = config["methods"][method] or {}
+    return section.get("seeds") or config["datasets"][dataset].get("seeds") or config["seeds"]
+
+
+def runs_of(dataset, method):
+    """[(setting, seed)] of one dataset x method."""
+    return [(s, seed) for s, _, _ in SETTINGS[method] for seed in run_seeds(dataset, method)]
+
+
+def run_dir(dataset, method, setting, seed):
+    return f"{OUT}/runs/{dataset}/{method}/{setting}/seed{seed}"
+
+
+def all_run_files():
+    return [
+        f"{run_dir(d, m, s, seed)}/run.h5ad"
+        for d in config["datasets"]
+        for m in dataset_methods(d)
+        for s, seed in runs_of(d, m)
+    ]
+
+
+def env_of(method):
+    return str(REPO / "envs" / f"{registry.get(method).env}.yaml")
+
+
+def method_env(wildcards):
+    return env_of(wildcards.method)
+
+
+def gpu_request(wildcards):
+    return 1 if registry.get(wildcards.method).gpu else 0
+
+
+def run_params(wildcards):
+    params, _ = SETTING_INDEX[(wildcards.method, wildcards.setting)]
+    return shlex.quote(json.dumps(params, sort_keys=True))
+
+
+def run_label_missing(wildcards):
+    return SETTING_INDEX[(wildcards.method, wildcards.setting)][1]
+
+
+def mem_mb_attempt(wildcards, attempt):
+    return 4000 * attempt
+
+
+def runtime_attempt(wildcards, attempt):
+    return 120 * attempt
+
+
+def all_targets():
+    targets = [f"{OUT}/tables/best.tsv", f"{OUT}/report.html"]
+    if config.get("scaling"):
+        targets.append(f"{OUT}/tables/scaling.tsv")
+    return targets
+
+
+STRICT_FLAG = "--strict" if config["strict"] else ""
+MAX_MEM_FLAG = f"--max-mem-mb {config['max_mem_mb']}" if config.get("max_mem_mb") else ""
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    method=r"[a-z0-9_]+",
+    setting=r"[A-Za-z0-9._+-]+",
+    seed=r"\d+",
+    n=r"\d+",
+
+
+onstart:
+    Path(f"{OUT}/logs").mkdir(parents=True, exist_ok=True)
+    with open(f"{OUT}/logs/invocations.log", "a") as fh:
+        fh.write(f"start\t{datetime.now(timezone.utc).isoformat(timespec='seconds')}\n")
