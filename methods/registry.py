@@ -30,6 +30,53 @@ METHODS: dict[str, MethodSpec] = {
     "harmony": MethodSpec("methods.harmony", "embedding", "lognorm", "harmony",
                           defaults={"theta": 2.0, "n_comps": 50, "max_iter": 10},
                           description="Harmony on PCA (harmonypy)"),
+    "scdreamer": MethodSpec("methods.scdreamer", "embedding", "counts", "torch", gpu=True, defaults={
+        "epochs": 300, "batch_size": 128, "z_dim": 10, "n_hidden": 512, "dropout": 0.1,
+        "lr_ae": 2e-4, "lr_dis": 7e-4, "lr_cls": 7e-4, "beta1": 0.9, "kl_weight": 0.001,
+        "consistency": "zero_genes_10pct", "consistency_weight": 0.001, "likelihood_input": "scaled",
+        "transform_source": "counts", "use_discriminator": True, "use_batch_classifier": True,
+        "ae_updates_all": True, "embedding": "sample", "shuffle": "permute", "bias_init": "zeros"},
+        description="adversarial ZINB VAE + Bhattacharyya discriminator + batch classifier (torch)"),
+    "scdreamer_sup": MethodSpec("methods.scdreamer_sup", "embedding", "counts", "torch", gpu=True,
+                                supervised=True, defaults={
+        "epochs": 300, "batch_size": 128, "z_dim": 10, "n_hidden": 512, "dropout": 0.1,
+        "lr_ae": 2e-4, "lr_dis": 7e-4, "lr_cls": 7e-4, "beta1": 0.9, "kl_weight": 0.001,
+        "consistency": "zero_genes_10pct", "consistency_weight": 0.001, "likelihood_input": "scaled",
+        "transform_source": "counts", "use_discriminator": True, "use_batch_classifier": True,
+        "ae_updates_all": True, "embedding": "sample", "shuffle": "permute", "bias_init": "glorot",
+        "y_dim": 6, "prior_hidden": 8, "celltype_weight": 10.0},
+        description="scDREAMER + hierarchical prior on z and cell-type classifier (partial labels)"),
+    # baselines (Baselines issue): scanorama, bbknn, combat, scvi, scanvi, seurat_cca, seurat_rpca
+    "scanorama": MethodSpec("methods.scanorama", "embedding", "lognorm", "scanorama", defaults={
+        "output": "embedding", "dimred": 100, "knn": 20, "sigma": 15.0, "alpha": 0.1, "approx": True,
+        "batch_size": 5000}, description="Scanorama panorama stitching (embedding; corrected X optional)"),
+    "bbknn": MethodSpec("methods.bbknn", "graph", "lognorm", "bbknn", defaults={
+        "neighbors_within_batch": 3, "n_pcs": 50, "trim": None, "computation": "annoy",
+        "annoy_n_trees": 10, "metric": "euclidean"}, description="batch-balanced kNN graph on the PCA"),
+    "combat": MethodSpec("methods.combat", "corrected", "lognorm", "scanorama", defaults={
+        "n_comps": 50, "covariates": []}, description="ComBat (scanpy) corrected X + PCA of it"),
+    "scvi": MethodSpec("methods.scvi_models", "embedding", "counts", "scvi", gpu=True, defaults={
+        "config": "default", "max_kl_weight": 1.0, "kl_warmup_epochs": None, "max_epochs": None,
+        "batch_size": 128, "use_system": None, "progress_bar": False}, description="scVI (scvi-tools) on counts"),
+    "scanvi": MethodSpec("methods.scvi_models", "embedding", "counts", "scvi", gpu=True, supervised=True,
+                         defaults={"config": "default", "max_kl_weight": 1.0, "kl_warmup_epochs": None,
+                                   "max_epochs": None,
+                                   "batch_size": 128, "use_system": None, "progress_bar": False,
+                                   "scanvi_max_epochs": None, "n_samples_per_label": None},
+                         description="scANVI (scvi-tools) from a trained scVI; partial labels"),
+    "seurat_cca": MethodSpec("methods.seurat", "embedding", "lognorm", "seurat", defaults={
+        "reduction": "cca", "k_anchor": 5, "k_filter": 200, "k_score": 30, "k_weight": 100, "dims": 30,
+        "n_pcs": 50}, description="Seurat v4 CCA anchors (Rscript); PCA of the integrated assay"),
+    "seurat_rpca": MethodSpec("methods.seurat", "embedding", "lognorm", "seurat", defaults={
+        "reduction": "rpca", "k_anchor": 5, "k_filter": 200, "k_score": 30, "k_weight": 100, "dims": 30,
+        "n_pcs": 50}, description="Seurat v4 RPCA anchors (Rscript); PCA of the integrated assay"),
+    "sccraft": MethodSpec("methods.sccraft", "embedding", "lognorm", "torch", gpu=True, defaults={
+        "n_latent": 256, "lambda_D": 0.2, "lambda_T": 1.0, "kl_weight": 0.005, "cos_weight": 20.0,
+        "triplet_margin": 5.0, "n_pos": 15, "triplet_distance": "euclidean", "d_steps": 10, "lr": 1e-3,
+        "max_epochs": None, "warmup_epochs": 50, "cells_per_batch": 512, "minibatch_size": 1024,
+        "balanced_minibatches": False, "low_resolution": 0.5, "high_resolution": 7.0,
+        "cluster_method": "leiden", "high_res_scope": "global", "n_neighbors": 15, "latent": "sample",
+        "pca_dims": 50}, description="VAE + multi-domain GAN + dual-resolution triplet loss (torch)"),
     # --- end of methods ---
 }
 

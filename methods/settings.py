@@ -22,7 +22,9 @@ class ConfigError(ValueError):
 
 
 def format_value(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
         return f"{value:g}"

@@ -47,16 +47,24 @@ def _validate_config(cfg):
             if m not in cfg["methods"]:
                 _config_error(f"scaling.methods: '{m}' is not in the methods section")
     if any(ds.get("registry") for ds in cfg["datasets"].values()):
-        reg_path = REPO / cfg["registry"]
-        reg = yaml.safe_load(reg_path.read_text()) if reg_path.exists() else {}
+        reg = load_dataset_registry(cfg)
         for name, ds in cfg["datasets"].items():
             if ds.get("registry") and ds["registry"] not in reg:
                 _config_error(f"datasets.{name}.registry: '{ds['registry']}' is not an entry of {cfg['registry']}")
 
 
+def load_dataset_registry(cfg):
+    from datasets.download import RegistryError, load_registry
+
+    try:
+        return load_registry(REPO / cfg["registry"])
+    except (OSError, RegistryError) as exc:
+        _config_error(f"registry: {exc}")
+
+
 _validate_config(config)
 OUT = config["out"].rstrip("/")
-REGISTRY = yaml.safe_load((REPO / config["registry"]).read_text()) if (REPO / config["registry"]).exists() else {}
+REGISTRY = load_dataset_registry(config) if any(d.get("registry") for d in config["datasets"].values()) else {}
 
 
 def _settings():

@@ -1,0 +1,649 @@
+"""scDREAMER (Shree, Pavan & Zafar, Nat Commun 2023) and the shared core of scDREAMER-Sup.
+
+An adversarial VAE with a ZINB likelihood, a discriminator trained with a Bhattacharyya loss
+on real vs. "fake" expression, a batch classifier trained adversarially on the latent z, and
+a consistency penalty between the latent samples of a cell and of a perturbed copy of it.
+scDREAMER-Sup (``methods/scdreamer_sup.py``) adds a hierarchical prior p(z | y, c_hat) and a
+linear cell-type classifier. Reimplemented in PyTorch from the description of the authors'
+released TensorFlow code (specs/models.md section 1); defaults follow that code.
+
+Differences between the released code and the paper, each an option (default = code):
+
+- ``likelihood_input``: "scaled" (code: the ZINB and the library prior are evaluated on the
+  encoder input ``log2(log1p(CP10k) + 1) / max``, values in [0, 1]) or "counts" (paper: ZINB
+  on raw counts with a library-size latent; the encoder, discriminator and consistency still
+  see the scaled input, since the sigmoid "fake" head can only produce [0, 1]).
+- ``consistency``: "zero_genes_10pct" (package: a random 10% of the genes, one draw per
+  minibatch, zeroed in the encoder input), "zero_first_100" (reproducibility code: the first
+  100 genes zeroed), "keep_80pct_umis" (paper: binomial thinning keeping 80% of UMIs, then
+  the same transform; non-integer counts are rounded first) or "off" (the code used for the
+  ~1M-cell run has no penalty). ``consistency_weight`` 0.001 and the sum over cells are code.
+- ``kl_weight``: 0.001 on every KL term (code's hard-coded ``kl_scale``); 1.0 is the ELBO of
+  the paper's equation (1).
+- ``ae_updates_all``: True (code: the autoencoder optimizer has no var_list, so its step also
+  moves the discriminator and the batch classifier, in the direction that lowers the AE loss);
+  False updates only encoder/decoder (and the Sup prior networks and cell-type classifier).
+- ``embedding``: "sample" (code: one posterior sample of z, dropout off) or "mean".
+- ``shuffle``: "permute" (code ``shuffle_type=1``: a new permutation per epoch, consecutive
+  slices, last partial minibatch dropped) or "contiguous" (``shuffle_type=2``: each step a
+  contiguous random block of the cells in their stored order; used for some paper runs).
+- ``use_discriminator`` / ``use_batch_classifier``: False gives the paper's ablations
+  scDREAMER-woDis / scDREAMER-woBC (Supplementary Table 2).
+- ``lr_ae`` / ``lr_dis`` / ``lr_cls``: code defaults 2e-4 / 7e-4 / 7e-4 (the code's docstring
+  says lr_ae 7e-4); the paper's ~1M-cell runs used 1e-4 / 1e-5 / 7e-4.
+- ``bias_init``: "zeros" (scDREAMER code: Glorot-uniform weights, zero biases) or "glorot"
+  (scDREAMER-Sup code: Glorot-uniform biases too).
+- ``transform_source``: "counts" (default here: CP10k from ``layers["counts"]`` of the HVGs)
+  or "X" (``log2(X + 1)``, where X = log1p(CP10k) was normalized over all genes before HVG
+  selection, which is what the released code computes when given all genes).
+- NaN losses: the code stops training; here the run fails with TrainingDivergedError.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from methods.base import IntegrationResult, ParamError
+from methods.nn.layers import MLP
+from methods.nn.likelihoods import zinb_nll
+from methods.nn.training import (
+    LossHistory,
+    check_finite,
+    encode_in_batches,
+    minibatch_indices,
+    one_hot,
+    pick_device,
+    progress,
+    seed_all,
+    to_device_tensor,
+)
+
+CONSISTENCY_VARIANTS = ("zero_genes_10pct", "zero_first_100", "keep_80pct_umis", "off")
+VAR_CLIP_LOW, VAR_CLIP_HIGH = 1e-4, 1e4  # the code's capL / capU
+ZINB_EPS = 1e-4  # eps of the code's zinb_model
+LEAK = 0.2
+CP10K = 1e4
+N_FIRST_GENES = 100  # "zero_first_100"
+ZERO_GENE_FRACTION = 0.1  # "zero_genes_10pct"
+KEEP_UMI_FRACTION = 0.8  # "keep_80pct_umis"
+ENCODE_CHUNK = 15000  # the code embeds in chunks of 15 000 cells (no BatchNorm: chunking is exact)
+
+CHOICES = {
+    "consistency": CONSISTENCY_VARIANTS,
+    "likelihood_input": ("scaled", "counts"),
+    "transform_source": ("counts", "X"),
+    "embedding": ("sample", "mean"),
+    "shuffle": ("permute", "contiguous"),
+    "bias_init": ("zeros", "glorot"),
+}
+
+
+# ----------------------------------------------------------------------------- input transform
+def double_log_transform(counts: Any) -> Any:
+    """``log2(log1p(CP10k) + 1)`` of a cells x genes count matrix (sparse stays sparse).
+
+    The transform maps 0 to 0, so it is applied to the stored values of a sparse matrix only.
+    Cells with no counts stay all-zero.
+    """
+    if sp.issparse(counts):
+        out = sp.csr_matrix(counts, dtype=np.float32, copy=True)
+        lib = np.asarray(out.sum(axis=1)).ravel()
+        scale = np.divide(CP10K, lib, out=np.zeros_like(lib, dtype=np.float64), where=lib > 0)
+        out.data = np.log2(np.log1p(out.data * np.repeat(scale, np.diff(out.indptr))) + 1).astype(np.float32)
+        return out
+    arr = np.asarray(counts, dtype=np.float64)
+    lib = arr.sum(axis=1, keepdims=True)
+    scale = np.divide(CP10K, lib, out=np.zeros_like(lib), where=lib > 0)
+    return np.log2(np.log1p(arr * scale) + 1).astype(np.float32)
+
+
+def log2p1_of_lognorm(X: Any) -> Any:
+    """``log2(X + 1)`` of an already log1p(CP10k)-normalized matrix (sparse stays sparse)."""
+    if sp.issparse(X):
+        out = sp.csr_matrix(X, dtype=np.float32, copy=True)
+        out.data = np.log2(out.data + 1).astype(np.float32)
+        return out
+    return np.log2(np.asarray(X, dtype=np.float32) + 1)
+
+
+def matrix_max(X: Any) -> float:
+    """Largest entry of a dense or sparse matrix (the code scales by one global max)."""
+    if sp.issparse(X):
+        return float(X.max()) if X.nnz else 0.0
+    return float(np.max(X))
+
+
+def torch_double_log_transform(counts: torch.Tensor, input_max: float) -> torch.Tensor:
+    """Device version of the scaled input, ``log2(log1p(CP10k) + 1) / input_max``, for a minibatch."""
+    lib = counts.sum(dim=1, keepdim=True)
+    cp = counts * torch.where(lib > 0, CP10K / lib.clamp_min(1e-12), torch.zeros_like(lib))
+    return torch.log2(torch.log1p(cp) + 1) / input_max
+
+
+# ----------------------------------------------------------------------------- consistency
+def zero_gene_columns(x: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
+    """Copy of ``x`` with the given gene columns set to 0 (same genes for every cell)."""
+    out = x.clone()
+    out[:, genes] = 0.0
+    return out
+
+
+def random_gene_subset(n_genes: int, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """``int(fraction * n_genes)`` distinct gene indices drawn uniformly (CPU generator)."""
+    return torch.randperm(n_genes, generator=generator)[: int(fraction * n_genes)]
+
+
+def thin_umis(counts: torch.Tensor, keep: float) -> torch.Tensor:
+    """Binomial thinning: each UMI kept with probability ``keep`` (counts rounded first).
+
+    Uses the device's global RNG (seeded by ``seed_all``) because torch.binomial cannot take a
+    CPU generator for device tensors.
+    """
+    return torch.binomial(counts.round(), torch.full_like(counts, keep))
+
+
+def perturb_input(x: torch.Tensor, variant: str, generator: torch.Generator,
+                  counts: torch.Tensor | None = None, input_max: float = 1.0) -> torch.Tensor | None:
+    """The perturbed encoder input x' of the consistency penalty (None for "off").
+
+    x: scaled encoder input of the minibatch; counts: its raw counts (needed for
+    "keep_80pct_umis"); input_max: the global max used to scale x.
+    """
+    if variant == "off":
+        return None
+    if variant == "zero_genes_10pct":
+        genes = random_gene_subset(x.shape[1], ZERO_GENE_FRACTION, generator).to(x.device)
+        return zero_gene_columns(x, genes)
+    if variant == "zero_first_100":
+        return zero_gene_columns(x, torch.arange(min(N_FIRST_GENES, x.shape[1]), device=x.device))
+    if variant == "keep_80pct_umis":
+        if counts is None:
+            raise ValueError("consistency 'keep_80pct_umis' needs the minibatch's raw counts")
+        return torch_double_log_transform(thin_umis(counts, KEEP_UMI_FRACTION), input_max)
+    raise ParamError(f"scdreamer: unknown consistency '{variant}'; known: {', '.join(CONSISTENCY_VARIANTS)}")
+
+
+# ----------------------------------------------------------------------------- loss pieces
+def clip_var(v: torch.Tensor) -> torch.Tensor:
+    """The code's ``clip``: variances clamped to [1e-4, 1e4] (used inside logs only)."""
+    return v.clamp(VAR_CLIP_LOW, VAR_CLIP_HIGH)
+
+
+def kl_standard_clipped(mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, var) || N(0, 1)) per cell as coded: the log uses the clipped variance.
+
+    Written here instead of ``methods.nn.likelihoods.kl_normal_standard`` because of that clip.
+    """
+    return 0.5 * (-torch.log(clip_var(var)) + var + mean ** 2 - 1).sum(-1)
+
+
+def kl_normal_clipped(mean: torch.Tensor, var: torch.Tensor, mean_p: torch.Tensor,
+                      var_p: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, var) || N(mean_p, var_p)) per cell, clipped inside the logs as coded.
+
+    Serves the library KL (prior mean/var are data constants) and scDREAMER-Sup's conditional
+    prior p(z | y, c_hat).
+    """
+    return 0.5 * (-torch.log(clip_var(var)) + var / var_p + (mean - mean_p) ** 2 / var_p
+                  + torch.log(clip_var(var_p)) - 1).sum(-1)
+
+
+def bhattacharyya_coefficient(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """The code's minibatch Bhattacharyya coefficient between discriminator outputs.
+
+    Each score vector is normalised by its minibatch sum and paired per cell:
+    ``clip(sum_i sqrt(|r_i / sum r * f_i / sum f|), 1e-4, 1e4)`` (raw logits, no sigmoid).
+    """
+    r = real_scores.reshape(-1)
+    f = fake_scores.reshape(-1)
+    bc = torch.sqrt(torch.abs((r / r.sum()) * (f / f.sum()))).sum()
+    return bc.clamp(VAR_CLIP_LOW, VAR_CLIP_HIGH)
+
+
+def gaussian_sample(mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """Reparameterised sample of N(mean, var)."""
+    return mean + torch.sqrt(var) * torch.randn_like(mean)
+
+
+# ----------------------------------------------------------------------------- networks
+def _lrelu_mlp(n_in: int, hidden: list[int], n_out: int | None, n_cov: int, dropout: float) -> MLP:
+    """The code's dense -> LeakyReLU(0.2) -> Dropout blocks (no normalization)."""
+    return MLP(n_in, hidden, n_out, n_cov=n_cov, inject_cov="first" if n_cov else "none", norm=None,
+               activation="leaky_relu", leaky_slope=LEAK, dropout=dropout)
+
+
+def glorot_init(module: nn.Module, bias_init: str) -> None:
+    """TF ``dense`` initialisation: Glorot-uniform kernels; biases 0 or Glorot-uniform.
+
+    Glorot-uniform of a bias vector of length n has limit sqrt(6 / (n + n)).
+    """
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.xavier_uniform_(layer.weight)
+            if bias_init == "glorot":
+                limit = float(np.sqrt(3.0 / layer.bias.shape[0]))
+                nn.init.uniform_(layer.bias, -limit, limit)
+            else:
+                nn.init.zeros_(layer.bias)
+
+
+class DreamerNet(nn.Module):
+    """Encoder, ZINB decoder with a sigmoid "fake" head, discriminator, batch classifier.
+
+    With ``n_labels`` > 0 also scDREAMER-Sup's linear cell-type classifier and the prior
+    networks E_y ([z, c_hat] -> y) and D_y ([y, c_hat] -> p(z | y, c_hat)).
+    """
+
+    def __init__(self, n_genes: int, n_batches: int, *, z_dim: int, n_hidden: int, dropout: float,
+                 use_discriminator: bool, use_batch_classifier: bool, n_labels: int = 0,
+                 y_dim: int = 6, prior_hidden: int = 8):
+        super().__init__()
+        self.encoder = _lrelu_mlp(n_genes, [n_hidden], None, n_batches, dropout)
+        self.z_mean = nn.Linear(n_hidden, z_dim)
+        self.z_logvar = nn.Linear(n_hidden, z_dim)
+        self.l_hidden = nn.Linear(n_hidden, z_dim)  # the code's ReLU(Dense(512 -> z_dim)) library branch
+        self.l_mean = nn.Linear(z_dim, 1)
+        self.l_logvar = nn.Linear(z_dim, 1)
+        self.decoder = _lrelu_mlp(z_dim, [n_hidden], None, n_batches, dropout)
+        self.scale_head = nn.Linear(n_hidden, n_genes)
+        self.dropout_head = nn.Linear(n_hidden, n_genes)
+        self.log_theta = nn.Parameter(torch.randn(n_genes))  # tf.Variable(tf.random_normal([p]))
+        self.fake_head = nn.Linear(n_hidden, n_genes) if use_discriminator else None
+        self.discriminator = _lrelu_mlp(n_genes, [n_hidden], 1, 0, dropout) if use_discriminator else None
+        self.batch_classifier = (_lrelu_mlp(z_dim, [n_hidden], n_batches, 0, dropout)
+                                 if use_batch_classifier else None)
+        self.n_labels = n_labels
+        if n_labels:
+            self.celltype_classifier = nn.Linear(z_dim, n_labels)
+            self.prior_encoder = _lrelu_mlp(z_dim, [n_hidden], None, n_labels, dropout)
+            self.y_mean = nn.Linear(n_hidden, y_dim)
+            self.y_logvar = nn.Linear(n_hidden, y_dim)
+            self.prior_decoder = _lrelu_mlp(y_dim, [prior_hidden], None, n_labels, dropout)
+            self.zc_mean = nn.Linear(prior_hidden, z_dim)
+            self.zc_logvar = nn.Linear(prior_hidden, z_dim)
+
+    def encode(self, x: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """q(z | x, s) and q(l | x, s): (z_mean, z_var, l_mean, l_var)."""
+        h = self.encoder(x, b)
+        h2 = torch.relu(self.l_hidden(h))
+        return (self.z_mean(h), torch.exp(self.z_logvar(h)), self.l_mean(h2), torch.exp(self.l_logvar(h2)))
+
+    def sample_z(self, x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        z_mean, z_var, _, _ = self.encode(x, b)
+        return gaussian_sample(z_mean, z_var)
+
+    def mean_z(self, x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.encode(x, b)[0]
+
+    def fake(self, z: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The separate sigmoid head the discriminator compares with the real input."""
+        return torch.sigmoid(self.fake_head(self.decoder(z, b)))
+
+    def prior_networks(self) -> list[nn.Module]:
+        return [self.celltype_classifier, self.prior_encoder, self.y_mean, self.y_logvar,
+                self.prior_decoder, self.zc_mean, self.zc_logvar] if self.n_labels else []
+
+
+def discriminator_scores(net: DreamerNet, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Discriminator outputs for real and fake inputs, in one call (one matmul; no BatchNorm).
+
+    For the discriminator step, where neither input needs a gradient.
+    """
+    scores = net.discriminator(torch.cat([real, fake]))
+    return scores[: real.shape[0]], scores[real.shape[0]:]
+
+
+# ----------------------------------------------------------------------------- parameters
+@dataclass(frozen=True)
+class DreamerConfig:
+    epochs: int
+    batch_size: int
+    z_dim: int
+    n_hidden: int
+    dropout: float
+    lr_ae: float
+    lr_dis: float
+    lr_cls: float
+    beta1: float
+    kl_weight: float
+    consistency: str
+    consistency_weight: float
+    likelihood_input: str
+    transform_source: str
+    use_discriminator: bool
+    use_batch_classifier: bool
+    ae_updates_all: bool
+    embedding: str
+    shuffle: str
+    bias_init: str
+    y_dim: int = 6
+    prior_hidden: int = 8
+    celltype_weight: float = 10.0
+
+
+def parse_params(params: dict[str, Any], method: str, supervised: bool) -> DreamerConfig:
+    """Check parameter values; ParamError names the parameter and the value."""
+    p = dict(params)
+    for key, allowed in CHOICES.items():
+        if p[key] not in allowed:
+            raise ParamError(f"{method}: {key} must be one of {', '.join(allowed)}; got {p[key]!r}")
+    for key in ("epochs", "batch_size", "z_dim", "n_hidden") + (("y_dim", "prior_hidden") if supervised else ()):
+        if isinstance(p[key], bool) or not isinstance(p[key], (int, np.integer)) or p[key] < 1:
+            raise ParamError(f"{method}: {key} must be a positive integer, got {p[key]!r}")
+    bounds = {"lr_ae": (0, None), "lr_dis": (0, None), "lr_cls": (0, None), "kl_weight": (None, None),
+              "consistency_weight": (None, None), "dropout": (None, 1), "beta1": (None, 1)}
+    if supervised:
+        bounds["celltype_weight"] = (None, None)
+    for key, (above, below) in bounds.items():
+        val = p[key]
+        ok = isinstance(val, (int, float, np.number)) and not isinstance(val, bool) and np.isfinite(val)
+        ok = ok and (val > above if above is not None else val >= 0) and (below is None or val < below)
+        if not ok:
+            rng = f"> {above}" if above is not None else ">= 0"
+            rng += f" and < {below}" if below is not None else ""
+            raise ParamError(f"{method}: {key} must be a number {rng}, got {val!r}")
+    for key in ("use_discriminator", "use_batch_classifier", "ae_updates_all"):
+        if not isinstance(p[key], bool):
+            raise ParamError(f"{method}: {key} must be true or false, got {p[key]!r}")
+    fields = DreamerConfig.__dataclass_fields__
+    return DreamerConfig(**{k: p[k] for k in fields if k in p})
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class DreamerData:
+    x: torch.Tensor  # scaled encoder input, cells x genes, on device
+    target: torch.Tensor  # what the ZINB models (x itself, or raw counts)
+    counts: torch.Tensor | None  # raw counts (only for keep_80pct_umis)
+    batch_onehot: torch.Tensor
+    batch_codes: torch.Tensor
+    label_codes: torch.Tensor | None  # -1 = unlabelled
+    library_mean: float
+    library_var: float
+    input_max: float
+
+
+def _checked_counts(adata, method: str) -> Any:
+    if "counts" not in adata.layers:
+        raise ValueError(f"{method}: the dataset has no layers['counts'] (raw counts are required)")
+    counts = adata.layers["counts"]
+    values = counts.data if sp.issparse(counts) else np.asarray(counts)
+    if values.size and not np.isfinite(values).all():
+        raise ValueError(f"{method}: layers['counts'] contains NaN or inf values")
+    if values.size and values.min() < 0:
+        raise ValueError(f"{method}: layers['counts'] contains negative values (min {values.min()})")
+    return counts
+
+
+def _codes(adata, key: str, method: str) -> tuple[np.ndarray, list[str]]:
+    if key not in adata.obs:
+        raise ValueError(f"{method}: obs has no column '{key}'")
+    col = adata.obs[key]
+    if col.isna().any():
+        raise ValueError(f"{method}: obs['{key}'] has missing values")
+    cats = sorted(col.astype(str).unique())  # sklearn OneHotEncoder order (sorted categories)
+    return np.searchsorted(cats, col.astype(str).to_numpy()), cats
+
+
+def label_codes_with_missing(labels: Any) -> tuple[np.ndarray, list[str]]:
+    """Integer codes of labels (sorted categories), -1 where the label is missing (NaN/None)."""
+    import pandas as pd
+
+    lab = pd.Series(np.asarray(labels, dtype=object))
+    missing = lab.isna().to_numpy()
+    cats = sorted(lab[~missing].astype(str).unique())
+    codes = np.full(lab.shape[0], -1, dtype=np.int64)
+    codes[~missing] = np.searchsorted(cats, lab[~missing].astype(str).to_numpy())
+    return codes, cats
+
+
+def _row_sums(M: Any) -> np.ndarray:
+    return np.asarray(M.sum(axis=1), dtype=np.float64).ravel()
+
+
+def prepare_data(adata, cfg: DreamerConfig, batch_key: str, label_key: str | None, device: torch.device,
+                 method: str) -> tuple[DreamerData, list[str], list[str]]:
+    """Device tensors for training: scaled input, ZINB target, batch one-hot, label codes."""
+    counts = _checked_counts(adata, method)
+    if cfg.transform_source == "X":
+        scaled = log2p1_of_lognorm(adata.X)
+    else:
+        scaled = double_log_transform(counts)
+    input_max = matrix_max(scaled)
+    if not input_max > 0:
+        raise ValueError(f"{method}: the input matrix is all zero")
+    scaled = scaled.multiply(1.0 / input_max).tocsr() if sp.issparse(scaled) else scaled / input_max
+    target_host = scaled if cfg.likelihood_input == "scaled" else counts
+    # library prior: mean and variance over cells of log(sum_g target + 1), global constants as coded
+    log_lib = np.log(_row_sums(target_host) + 1)
+    batch_codes, batches = _codes(adata, batch_key, method)
+    x = to_device_tensor(scaled, device)
+    need_counts = cfg.consistency == "keep_80pct_umis"
+    counts_t = to_device_tensor(counts, device) if (need_counts or cfg.likelihood_input == "counts") else None
+    label_codes, labels = None, []
+    if label_key is not None:
+        if label_key not in adata.obs:
+            raise ValueError(f"{method}: obs has no column '{label_key}'")
+        codes, labels = label_codes_with_missing(adata.obs[label_key].to_numpy())
+        if not labels:
+            raise ValueError(f"{method}: obs['{label_key}'] has no labelled cell (all missing)")
+        label_codes = torch.as_tensor(codes, device=device)
+    data = DreamerData(
+        x=x, target=x if cfg.likelihood_input == "scaled" else counts_t,
+        counts=counts_t if need_counts else None,
+        batch_onehot=one_hot(batch_codes, len(batches), device=device),
+        batch_codes=torch.as_tensor(batch_codes, device=device), label_codes=label_codes,
+        library_mean=float(log_lib.mean()), library_var=float(log_lib.var()), input_max=input_max,
+    )
+    return data, batches, labels
+
+
+def epoch_minibatches(n: int, cfg: DreamerConfig, generator: torch.Generator,
+                      device: torch.device) -> list[torch.Tensor]:
+    """One epoch of ``n // batch_size`` minibatches (the code drops the last partial one)."""
+    if cfg.shuffle == "permute":
+        return minibatch_indices(n, cfg.batch_size, generator, device, shuffle=True, drop_last=True)
+    # shuffle_type=2: blocks data[i:i+bs] with i ~ U[0, n - bs) in the stored cell order
+    starts = torch.randint(0, max(n - cfg.batch_size, 1), (n // cfg.batch_size,), generator=generator)
+    blocks = starts[:, None] + torch.arange(cfg.batch_size)[None, :]
+    return list(blocks.to(device))
+
+
+# ----------------------------------------------------------------------------- training
+class DreamerTrainer:
+    """Per minibatch: one autoencoder step, one discriminator step, one batch-classifier step."""
+
+    def __init__(self, net: DreamerNet, data: DreamerData, cfg: DreamerConfig, generator: torch.Generator):
+        self.net, self.data, self.cfg, self.gen = net, data, cfg, generator
+        betas = (cfg.beta1, 0.999)  # TF Adam defaults for beta2 and epsilon
+        adversaries = [m for m in (net.discriminator, net.batch_classifier) if m is not None]
+        adv_ids = {id(p) for m in adversaries for p in m.parameters()}
+        ae_params = [p for p in net.parameters() if cfg.ae_updates_all or id(p) not in adv_ids]
+        self.opt_ae = torch.optim.Adam(ae_params, lr=cfg.lr_ae, betas=betas, eps=1e-8, fused=True)
+        self.opt_dis = (torch.optim.Adam(net.discriminator.parameters(), lr=cfg.lr_dis, betas=betas, eps=1e-8)
+                        if net.discriminator is not None else None)
+        self.opt_cls = (torch.optim.Adam(net.batch_classifier.parameters(), lr=cfg.lr_cls, betas=betas,
+                                         eps=1e-8) if net.batch_classifier is not None else None)
+        dev = data.x.device
+        self.lib_mean = torch.tensor(data.library_mean, device=dev)
+        self.lib_var = torch.tensor(data.library_var, device=dev)
+
+    def autoencoder_loss(self, idx: torch.Tensor, history: LossHistory) -> torch.Tensor:
+        """L_AE = -ELBO - CE_batch - log BC (+ weighted cell-type CE for scDREAMER-Sup)."""
+        net, d, cfg = self.net, self.data, self.cfg
+        x, b, target = d.x[idx], d.batch_onehot[idx], d.target[idx]
+        x_pert = perturb_input(x, cfg.consistency, self.gen,
+                               d.counts[idx] if d.counts is not None else None, d.input_max)
+        if x_pert is None:
+            z_mean, z_var, l_mean, l_var = net.encode(x, b)
+        else:
+            # x and its perturbed copy x' in one encoder call (one larger matmul is faster than
+            # two; no BatchNorm, so the rows do not interact). z' is an independent sample.
+            n = x.shape[0]
+            both = net.encode(torch.cat([x, x_pert]), torch.cat([b, b]))
+            z_pert = gaussian_sample(both[0][n:], both[1][n:])
+            z_mean, z_var, l_mean, l_var = (t[:n] for t in both)
+        z = gaussian_sample(z_mean, z_var)
+        library = gaussian_sample(l_mean, l_var)
+        hd = net.decoder(z, b)
+        rate = torch.exp(library) * torch.softmax(net.scale_head(hd), dim=-1)
+        nll = zinb_nll(target, rate, torch.exp(net.log_theta), net.dropout_head(hd), eps=ZINB_EPS)
+        kl_l = kl_normal_clipped(l_mean, l_var, self.lib_mean, self.lib_var)
+        terms: dict[str, torch.Tensor] = {"recon": nll.mean(), "kl_l": kl_l.mean()}
+        if net.n_labels:
+            kl_z, kl_y, sup_loss = self._supervised_terms(z, z_mean, z_var, idx, terms)
+            kl_total = kl_l + kl_z + kl_y
+        else:
+            kl_z, sup_loss = kl_standard_clipped(z_mean, z_var), None
+            kl_total = kl_l + kl_z
+        terms["kl_z"] = kl_z.mean()
+        neg_elbo = (nll + cfg.kl_weight * kl_total).mean()
+        loss = neg_elbo
+        if x_pert is not None:
+            penalty = ((z - z_pert) ** 2).sum()  # summed over cells, as coded
+            terms["consistency"] = penalty
+            loss = loss + cfg.consistency_weight * penalty
+        if net.batch_classifier is not None:
+            ce_b = F.cross_entropy(net.batch_classifier(z), d.batch_codes[idx])
+            terms["batch_ce"] = ce_b
+            loss = loss - ce_b
+        if net.discriminator is not None:
+            # two calls here: one call on [x, fake] would also backpropagate to the real rows
+            bc = bhattacharyya_coefficient(net.discriminator(x), net.discriminator(torch.sigmoid(net.fake_head(hd))))
+            terms["neg_log_bc"] = -torch.log(bc)
+            loss = loss - torch.log(bc)
+        if sup_loss is not None:
+            loss = loss + sup_loss
+        terms["loss_ae"] = loss
+        for k, v in terms.items():
+            history.add(k, v)
+        return loss
+
+    def _supervised_terms(self, z, z_mean, z_var, idx, terms):
+        """scDREAMER-Sup: KL to p(z | y, c_hat), KL(q(y) || N(0, I)), weighted cell-type CE.
+
+        The prior is conditioned on the classifier's softmax c_hat for every cell (as coded),
+        never on the given label; the CE is over the labelled cells of the minibatch only.
+        """
+        net, cfg = self.net, self.cfg
+        logits = net.celltype_classifier(z)
+        c_hat = torch.softmax(logits, dim=-1)
+        hy = net.prior_encoder(z, c_hat)
+        y_mean, y_var = net.y_mean(hy), torch.exp(net.y_logvar(hy))
+        y = gaussian_sample(y_mean, y_var)
+        hz = net.prior_decoder(y, c_hat)
+        kl_z = kl_normal_clipped(z_mean, z_var, net.zc_mean(hz), torch.exp(net.zc_logvar(hz)))
+        kl_y = kl_standard_clipped(y_mean, y_var)
+        terms["kl_y"] = kl_y.mean()
+        codes = self.data.label_codes[idx]
+        labelled = codes >= 0
+        # mean CE over labelled cells; 0 when the minibatch has none (no host sync to check)
+        ce_sum = F.cross_entropy(logits, codes.clamp_min(0), reduction="none").mul(labelled).sum()
+        ce = ce_sum / labelled.sum().clamp_min(1)
+        terms["celltype_ce"] = ce
+        return kl_z, kl_y, cfg.celltype_weight * ce
+
+    def discriminator_step(self, idx: torch.Tensor, history: LossHistory) -> None:
+        """Minimise log BC over the discriminator (a fresh forward pass, as each sess.run does)."""
+        d, net = self.data, self.net
+        x, b = d.x[idx], d.batch_onehot[idx]
+        with torch.no_grad():
+            x_fake = net.fake(net.sample_z(x, b), b)
+        loss = torch.log(bhattacharyya_coefficient(*discriminator_scores(net, x, x_fake)))
+        self.opt_dis.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_dis.step()
+        history.add("loss_dis", loss)
+
+    def classifier_step(self, idx: torch.Tensor, history: LossHistory) -> None:
+        """Minimise the batch cross-entropy over the batch classifier (fresh z sample)."""
+        d, net = self.data, self.net
+        with torch.no_grad():
+            z = net.sample_z(d.x[idx], d.batch_onehot[idx])
+        loss = F.cross_entropy(net.batch_classifier(z), d.batch_codes[idx])
+        self.opt_cls.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_cls.step()
+        history.add("loss_cls", loss)
+
+    def train(self, desc: str) -> tuple[LossHistory, list[float]]:
+        net, cfg, n = self.net, self.cfg, self.data.x.shape[0]
+        history = LossHistory()
+        epoch_seconds = []
+        net.train()
+        for epoch in progress(range(cfg.epochs), desc=desc, total=cfg.epochs):
+            t0 = time.perf_counter()
+            for idx in epoch_minibatches(n, cfg, self.gen, self.data.x.device):
+                loss = self.autoencoder_loss(idx, history)
+                self.opt_ae.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt_ae.step()
+                if self.opt_dis is not None:
+                    self.discriminator_step(idx, history)
+                if self.opt_cls is not None:
+                    self.classifier_step(idx, history)
+            means = history.end_epoch()  # the one host sync per epoch
+            check_finite(means, epoch)
+            epoch_seconds.append(time.perf_counter() - t0)
+        return history, epoch_seconds
+
+
+# ----------------------------------------------------------------------------- entry point
+def fit_dreamer(adata, *, batch_key: str, label_key: str | None, params: dict[str, Any], seed: int,
+                device: str, method: str) -> IntegrationResult:
+    """Train scDREAMER (label_key None) or scDREAMER-Sup and embed every cell."""
+    supervised = label_key is not None
+    cfg = parse_params(params, method, supervised)
+    dev = pick_device(device)
+    generator = seed_all(seed)
+    data, batches, labels = prepare_data(adata, cfg, batch_key, label_key, dev, method)
+    n = data.x.shape[0]
+    if n < cfg.batch_size:
+        raise ParamError(f"{method}: batch_size {cfg.batch_size} exceeds the number of cells ({n}); "
+                         "the code drops partial minibatches, so nothing would be trained")
+    net = DreamerNet(data.x.shape[1], len(batches), z_dim=cfg.z_dim, n_hidden=cfg.n_hidden,
+                     dropout=cfg.dropout, use_discriminator=cfg.use_discriminator,
+                     use_batch_classifier=cfg.use_batch_classifier, n_labels=len(labels),
+                     y_dim=cfg.y_dim, prior_hidden=cfg.prior_hidden)
+    glorot_init(net, cfg.bias_init)
+    with torch.no_grad():
+        net.log_theta.normal_()  # re-draw after glorot_init so theta's init matches the code's N(0, 1)
+    net.to(dev)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    trainer = DreamerTrainer(net, data, cfg, generator)
+    history, epoch_seconds = trainer.train(desc=method)
+    embed_fn = net.sample_z if cfg.embedding == "sample" else net.mean_z
+    emb = encode_in_batches(embed_fn, data.x, data.batch_onehot, batch_size=ENCODE_CHUNK, module=net)
+    predicted = None
+    if supervised:
+        with torch.no_grad():
+            net.eval()
+            logits = net.celltype_classifier(torch.as_tensor(emb, device=dev))
+            predicted = np.asarray(labels, dtype=object)[logits.argmax(dim=1).cpu().numpy()]
+    extra: dict[str, Any] = {
+        "seconds_per_epoch": float(np.mean(epoch_seconds)) if epoch_seconds else None,
+        "minibatches_per_epoch": n // cfg.batch_size, "input_max": data.input_max,
+        "library_prior": [data.library_mean, data.library_var], "batches": batches,
+    }
+    if supervised:
+        extra["labels"] = labels
+        extra["n_labelled"] = int((data.label_codes >= 0).sum())
+    if dev.type == "cuda":
+        extra["peak_gpu_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
+    return IntegrationResult(embedding=emb, predicted_labels=predicted, loss_history=history.as_dict(),
+                             epochs=cfg.epochs, extra=extra)
+
+
+def integrate(adata, *, batch_key, label_key, params, seed, device) -> IntegrationResult:
+    """scDREAMER (unsupervised): cell-type labels are not used."""
+    return fit_dreamer(adata, batch_key=batch_key, label_key=None, params=params, seed=seed,
+                       device=device, method="scdreamer")

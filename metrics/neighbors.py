@@ -1,0 +1,110 @@
+"""One kNN graph per embedding, computed once and shared by every metric.
+
+scib-metrics' Benchmarker computes one k=90 graph and subsets it to 15 (Leiden, graph
+connectivity) and 50 (kBET) neighbours; we do the same with
+``scib_metrics.nearest_neighbors.NeighborsResults``. Exact search uses scikit-learn (brute
+force, blocked by its ``working_memory``) for small data, pynndescent (approximate, as
+scib-metrics uses) for large data: pynndescent pays ~14 s of numba JIT per process, which
+only pays off above ``exact_max_cells`` (measured in ``benchmarks/bench_metrics.py``).
+
+Graph-only outputs (BBKNN) have no embedding: ``GraphNeighbors`` keeps the method's own
+connectivities/distances for the graph metrics (Leiden, graph connectivity, kBET) and gets a
+fixed number of neighbours per cell for LISI by scib-metrics' diffusion-map neighbours
+(``scib_metrics.utils.diffusion_nn``), the approach scib-metrics uses for kBET on graphs
+(scIB used Dijkstra shortest paths on the graph instead).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+import scipy.sparse as sp
+from scib_metrics.nearest_neighbors import NeighborsResults
+
+EXACT_MAX_CELLS_DEFAULT = 100_000
+
+
+def exact_knn(X: np.ndarray, k: int, n_jobs: int = 1) -> NeighborsResults:
+    """Exact Euclidean k nearest neighbours (self first) with scikit-learn brute force."""
+    from sklearn.neighbors import NearestNeighbors
+
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    k = min(k, X.shape[0])
+    nn = NearestNeighbors(n_neighbors=k, algorithm="brute", n_jobs=n_jobs).fit(X)
+    dist, idx = nn.kneighbors(X)
+    return _self_first(NeighborsResults(indices=idx.astype(np.int64), distances=dist.astype(np.float32)))
+
+
+def approx_knn(X: np.ndarray, k: int, seed: int = 0, n_jobs: int = 1) -> NeighborsResults:
+    """Approximate kNN with pynndescent through scib-metrics (what its Benchmarker uses)."""
+    from scib_metrics.nearest_neighbors import pynndescent
+
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    res = pynndescent(X, n_neighbors=min(k, X.shape[0]), random_state=seed, n_jobs=n_jobs)
+    return _self_first(res)
+
+
+def _self_first(res: NeighborsResults) -> NeighborsResults:
+    """Put each cell itself in column 0 (duplicate points can tie with it in exact search)."""
+    idx, dist = res.indices, res.distances
+    n = idx.shape[0]
+    rows = np.arange(n)
+    if np.array_equal(idx[:, 0], rows):
+        return res
+    idx, dist = idx.copy(), dist.copy()
+    for i in np.flatnonzero(idx[:, 0] != rows):
+        where = np.flatnonzero(idx[i] == i)
+        j = where[0] if where.size else idx.shape[1] - 1  # self missing (approximate): drop the last
+        idx[i, 1:j + 1] = idx[i, 0:j].copy()
+        dist[i, 1:j + 1] = dist[i, 0:j].copy()
+        idx[i, 0], dist[i, 0] = i, 0.0
+    return NeighborsResults(indices=idx, distances=dist)
+
+
+def knn(X: np.ndarray, k: int, method: str = "auto", exact_max_cells: int = EXACT_MAX_CELLS_DEFAULT,
+        seed: int = 0, n_jobs: int = 1) -> NeighborsResults:
+    """kNN of ``X`` by ``method`` (``auto``: exact up to ``exact_max_cells``, else pynndescent)."""
+    if method not in ("auto", "exact", "pynndescent"):
+        raise ValueError(f"knn_method must be auto, exact or pynndescent, got {method!r}")
+    if method == "exact" or (method == "auto" and X.shape[0] <= exact_max_cells):
+        return exact_knn(X, k, n_jobs=n_jobs)
+    return approx_knn(X, k, seed=seed, n_jobs=n_jobs)
+
+
+class GraphNeighbors(NeighborsResults):
+    """Neighbours of a graph-only output: fixed-k lists for LISI, the method's own graph for the rest.
+
+    ``knn_graph_connectivities`` / ``knn_graph_distances`` return the method's matrices, so
+    scib-metrics' Leiden, graph connectivity and kBET-per-label run on the method's graph.
+    """
+
+    def __init__(self, indices, distances, connectivities, graph_distances):
+        super().__init__(indices=indices, distances=distances)
+        self._conn = sp.csr_matrix(connectivities)
+        self._dist = sp.csr_matrix(graph_distances) if graph_distances is not None else self._conn
+
+    @cached_property
+    def knn_graph_connectivities(self):  # noqa: D102 - see class docstring
+        return self._conn
+
+    @cached_property
+    def knn_graph_distances(self):  # noqa: D102
+        return self._dist
+
+    def subset_neighbors(self, n: int) -> GraphNeighbors:
+        """Fewer listed neighbours; the graph itself is the method's and stays as it is."""
+        n = min(n, self.n_neighbors)
+        return GraphNeighbors(self.indices[:, :n], self.distances[:, :n], self._conn, self._dist)
+
+
+def graph_neighbors(connectivities, distances, k: int, n_comps: int = 100) -> GraphNeighbors:
+    """``GraphNeighbors`` for a method's graph: diffusion-map neighbours (scib-metrics) for the lists."""
+    from scib_metrics.utils import diffusion_nn
+
+    conn = sp.csr_matrix(connectivities, dtype=np.float64)
+    conn = conn.maximum(conn.T)  # diffusion maps need a symmetric kernel
+    n = conn.shape[0]
+    res = diffusion_nn(conn, k=min(k, n - 1), n_comps=min(n_comps, n - 2))
+    res = _self_first(NeighborsResults(indices=np.asarray(res.indices), distances=np.asarray(res.distances)))
+    return GraphNeighbors(res.indices, res.distances, connectivities, distances)

@@ -1,0 +1,281 @@
+"""The seed papers' own metrics (no library has them), each a small pure function.
+
+Every function is linear (or n log n) in cells: the neighbourhood metrics read the shared kNN
+lists, kBET over neighbourhood sizes tests a bounded number of cells per cell type, Moran's I
+works per sample x cell-type group with a kNN per group.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.stats import chi2
+
+
+def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes and the categories of a label vector."""
+    cat = pd.Categorical(np.asarray(values))
+    return np.asarray(cat.codes, dtype=np.int64), np.asarray(cat.categories)
+
+
+def isolated_label_f1(clusterings: dict[float, np.ndarray], labels: np.ndarray, isolated: list) -> float:
+    """Isolated-label F1 (scIB, Luecken et al. 2022).
+
+    For each isolated label: the best F1 of "cell has the label" against "cell is in cluster c"
+    over all clusters c, maximized over the clustering resolutions (scIB optimizes the
+    resolution of its clustering for this same score); the mean over isolated labels. scIB
+    used Louvain at 0.1..2.0; we reuse scib-metrics' Leiden clusterings (0.2..2.0).
+    """
+    if not isolated:
+        return float("nan")
+    labels = np.asarray(labels)
+    scores = []
+    for lab in isolated:
+        is_lab = labels == lab
+        n_lab = int(is_lab.sum())
+        best = 0.0
+        for clusters in clusterings.values():
+            size = np.bincount(clusters)
+            tp = np.bincount(clusters[is_lab], minlength=size.size)
+            f1 = 2 * tp / (size + n_lab)  # 2TP / (2TP + FP + FN) with FP+TP = size, FN+TP = n_lab
+            best = max(best, float(f1.max()))
+        scores.append(best)
+    return float(np.mean(scores))
+
+
+def majority_label_per_cluster(clusters: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each cell's predicted label: the most common true label of its cluster (ties: first category)."""
+    lab_codes, cats = _codes(labels)
+    table = sp.coo_matrix((np.ones_like(clusters), (clusters, lab_codes)),
+                          shape=(clusters.max() + 1, cats.size)).toarray()
+    return cats[table.argmax(axis=1)][clusters]
+
+
+def nmi_fixed_and_jaccard(clusters: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, float]]:
+    """NMI-fixed and per-cell-type Jaccard index (sysVI, Hrovatin et al. 2025).
+
+    Leiden clusters at one fixed high resolution (r=2) are annotated with their majority
+    label; NMI (arithmetic) and, per cell type t, Jaccard = |pred=t and true=t| / |pred=t or
+    true=t| compare that annotation with the true labels.
+    """
+    from sklearn.metrics import normalized_mutual_info_score
+
+    labels = np.asarray(labels).astype(str)
+    pred = majority_label_per_cluster(clusters, labels).astype(str)
+    nmi = float(normalized_mutual_info_score(labels, pred, average_method="arithmetic"))
+    jac = {}
+    for t in np.unique(labels):
+        true_t, pred_t = labels == t, pred == t
+        jac[str(t)] = float((true_t & pred_t).sum() / (true_t | pred_t).sum())
+    return nmi, jac
+
+
+def _chi2_accept(counts: np.ndarray, expected_freq: np.ndarray, alpha: float) -> np.ndarray:
+    """kBET's chi-square test per row: observed batch counts vs k x expected frequencies.
+
+    Batches with expected frequency 0 are left out (they cannot be observed); degrees of
+    freedom = present batches - 1. Returns True where p >= alpha (accepted = well mixed).
+    """
+    present = expected_freq > 0
+    k = counts.sum(axis=1, keepdims=True)
+    exp = k * expected_freq[present]
+    stat = np.sum((counts[:, present] - exp) ** 2 / exp, axis=1)
+    dof = int(present.sum()) - 1
+    if dof <= 0:
+        return np.ones(counts.shape[0], dtype=bool)
+    return chi2.sf(stat, dof) >= alpha
+
+
+def knn_adjacency(indices: np.ndarray) -> sp.csr_matrix:
+    """Binary cells x cells adjacency of kNN lists (self in column 0 is left out)."""
+    n, k = indices.shape
+    rows = np.repeat(np.arange(n), k - 1)
+    return sp.csr_matrix((np.ones(rows.size), (rows, indices[:, 1:].ravel())), shape=(n, n))
+
+
+def positive_true_positive(adjacency, labels: np.ndarray, batch: np.ndarray,
+                           alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Positive and true-positive cells (iMAP, Wang et al. 2021; used by scDREAMER and scCRAFT).
+
+    ``adjacency``: cells x cells, nonzero where j is a neighbour of i (a kNN graph, see
+    ``knn_adjacency``, or a graph-only method's own graph). A cell is positive when all its
+    neighbours have its cell type; a positive cell is a true positive when the batch
+    composition of its neighbourhood passes kBET's chi-square test (p >= alpha) against the
+    global batch composition of its cell type. Returns boolean arrays (positive, true_positive).
+    """
+    lab, lcats = _codes(labels)
+    bat, bcats = _codes(batch)
+    n = lab.size
+    adj = sp.csr_matrix(adjacency, copy=True)
+    adj.setdiag(0)
+    adj.eliminate_zeros()
+    adj.data[:] = 1.0
+    onehot_l = sp.csr_matrix((np.ones(n), (np.arange(n), lab)), shape=(n, lcats.size))
+    onehot_b = sp.csr_matrix((np.ones(n), (np.arange(n), bat)), shape=(n, bcats.size))
+    same = np.asarray((adj @ onehot_l)[np.arange(n), lab]).ravel()
+    degree = np.asarray(adj.sum(axis=1)).ravel()
+    positive = (degree > 0) & (same == degree)
+    batch_counts = np.asarray((adj @ onehot_b).todense())
+    type_freq = np.asarray((onehot_l.T @ onehot_b).todense(), dtype=float)
+    type_freq /= type_freq.sum(axis=1, keepdims=True)
+    true_pos = np.zeros(n, dtype=bool)
+    for t in np.unique(lab[positive]):
+        rows = np.flatnonzero(positive & (lab == t))
+        true_pos[rows] = _chi2_accept(batch_counts[rows], type_freq[t], alpha)
+    return positive, true_pos
+
+
+def f1_lisi(ilisi_scaled: float, clisi_scaled: float) -> float:
+    """F1-LISI (scCRAFT suppl.; after Xu et al.): harmonic mean of scaled iLISI and scaled cLISI.
+
+    Both inputs are scIB-scaled so that 1 is best (cLISI scaled = 1 - normalized cLISI).
+    """
+    a, b = float(ilisi_scaled), float(clisi_scaled)
+    if not np.isfinite(a) or not np.isfinite(b) or a + b <= 0:
+        return 0.0 if (np.isfinite(a) and np.isfinite(b)) else float("nan")
+    return 2 * a * b / (a + b)
+
+
+def one_minus_ari_batch(clusters: np.ndarray, batch: np.ndarray) -> float:
+    """1 - ARI between clusters and batches (DAVAE, after Tran et al. 2020): 1 = batches mixed."""
+    from sklearn.metrics import adjusted_rand_score
+
+    return float(1 - adjusted_rand_score(np.asarray(batch), clusters))
+
+
+def kbet_acceptance_over_sizes(X: np.ndarray, labels: np.ndarray, batch: np.ndarray,
+                               fractions=(0.05, 0.10, 0.15, 0.20, 0.25), alpha: float = 0.05,
+                               max_test_cells: int = 500, min_cells: int = 10, seed: int = 0,
+                               block: int = 64) -> dict[float, float]:
+    """kBET acceptance per cell type over neighbourhood sizes of 5..25% of the cell type (DAVAE).
+
+    Per cell type with >= ``min_cells`` cells and >= 2 batches: up to ``max_test_cells`` random
+    cells (seeded) are tested, as kBET tests a random subset; each one's neighbours are
+    found exactly among the cells of its type in ``X``; for each fraction f the k = f x n_type
+    nearest (self excluded) go through the chi-square test against the type's batch mix.
+    Returns {fraction: acceptance averaged over cell types}. Cost: tested cells x n_type.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    lab, _ = _codes(labels)
+    bat, bcats = _codes(batch)
+    rng = np.random.default_rng(seed)
+    per_size: dict[float, list[float]] = {f: [] for f in fractions}
+    for t in np.unique(lab):
+        members = np.flatnonzero(lab == t)
+        n_t = members.size
+        b_t = bat[members]
+        if n_t < min_cells or np.unique(b_t).size < 2:
+            continue
+        freq = np.bincount(b_t, minlength=bcats.size) / n_t
+        ks = {f: max(1, int(np.floor(f * n_t))) for f in fractions}
+        k_max = min(max(ks.values()), n_t - 1)
+        test = rng.choice(n_t, min(max_test_cells, n_t), replace=False)
+        Xt = X[members]
+        sq = np.einsum("ij,ij->i", Xt, Xt)
+        accepted = {f: 0 for f in fractions}
+        for start in range(0, test.size, block):
+            q = test[start:start + block]
+            d2 = sq[q, None] + sq[None, :] - 2 * Xt[q] @ Xt.T
+            d2[np.arange(q.size), q] = -np.inf  # self first, then excluded
+            part = np.argpartition(d2, k_max, axis=1)[:, :k_max + 1]
+            order = np.take_along_axis(part, np.argsort(np.take_along_axis(d2, part, axis=1), axis=1), axis=1)
+            nb = b_t[order[:, 1:]]  # drop self
+            onehot = np.zeros((q.size, k_max, bcats.size), dtype=np.int32)
+            np.put_along_axis(onehot, nb[:, :, None], 1, axis=2)
+            cum = np.cumsum(onehot, axis=1)
+            for f, k in ks.items():
+                counts = cum[:, min(k, k_max) - 1, :].astype(float)
+                accepted[f] += int(_chi2_accept(counts, freq, alpha).sum())
+        for f in fractions:
+            per_size[f].append(accepted[f] / test.size)
+    return {f: (float(np.mean(v)) if v else float("nan")) for f, v in per_size.items()}
+
+
+def macro_f1(true_labels: np.ndarray, predicted: np.ndarray, hidden: np.ndarray) -> float:
+    """Macro-F1 of predicted vs true labels on the cells whose label was hidden (scDREAMER)."""
+    from sklearn.metrics import f1_score
+
+    hidden = np.asarray(hidden, dtype=bool)
+    y_true = np.asarray(true_labels).astype(str)[hidden]
+    y_pred = np.asarray(predicted).astype(str)[hidden]
+    return float(f1_score(y_true, y_pred, labels=np.unique(y_true), average="macro", zero_division=0))
+
+
+# ---- Moran's I preservation (sysVI) ----
+
+DOUBLET_PATTERN = r"doublet|\+"
+
+
+def _knn_connectivities(X: np.ndarray, k: int):
+    """UMAP-style connectivities of an exact kNN graph (scanpy's default graph), for Moran's I."""
+    from metrics.neighbors import exact_knn
+
+    return exact_knn(X, min(k + 1, X.shape[0])).knn_graph_connectivities.tocsr()
+
+
+def _morans_i(conn, values) -> np.ndarray:
+    """Moran's I per row of ``values`` (genes x cells) on graph ``conn`` (scanpy's implementation)."""
+    import scanpy as sc
+
+    return np.asarray(sc.metrics.morans_i(conn, values), dtype=float)
+
+
+def moransi_reference(X, batch: np.ndarray, labels: np.ndarray, min_cells: int = 500,
+                      min_frac_expressed: float = 0.1, n_pcs: int = 15, n_neighbors: int = 15,
+                      cutoff: float = 0.2, max_genes: int = 150,
+                      exclude_pattern: str = DOUBLET_PATTERN) -> list[dict]:
+    """Pre-integration side of sysVI's Moran's I: the groups and genes to evaluate.
+
+    Groups = sample x cell type with >= ``min_cells`` cells (labels matching
+    ``exclude_pattern``, doublets, left out); per group, genes expressed in >=
+    ``min_frac_expressed`` of its cells, 15 PCs and a 15-NN graph; genes with Moran's I >=
+    ``cutoff`` are kept (at most ``max_genes``, highest first). sysVI tuned the cutoff per
+    dataset "to keep around a dozen to 150 genes per group"; here it is an option.
+    Returns [{"cells", "genes", "pre"}] (computed once per dataset, reused for every run).
+    """
+    import scanpy as sc
+
+    X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
+    batch, labels = np.asarray(batch).astype(str), np.asarray(labels).astype(str)
+    groups = []
+    frame = pd.DataFrame({"b": batch, "l": labels})
+    for (_, lab), idx in frame.groupby(["b", "l"], sort=True).indices.items():
+        if idx.size < min_cells or re.search(exclude_pattern, lab, flags=re.IGNORECASE):
+            continue
+        Xg = X[idx]
+        frac = np.asarray((Xg > 0).mean(axis=0)).ravel()
+        genes = np.flatnonzero(frac >= min_frac_expressed)
+        if genes.size < 2:
+            continue
+        Xgg = Xg[:, genes]
+        pcs = sc.pp.pca(Xgg.toarray() if sp.issparse(Xgg) else Xgg,
+                        n_comps=min(n_pcs, genes.size - 1, idx.size - 1), random_state=0)
+        conn = _knn_connectivities(pcs, n_neighbors)
+        vals = Xgg.T.toarray() if sp.issparse(Xgg) else np.asarray(Xgg).T
+        pre = _morans_i(conn, vals)
+        order = np.argsort(-np.nan_to_num(pre, nan=-np.inf))
+        keep = [g for g in order[:max_genes] if np.isfinite(pre[g]) and pre[g] >= cutoff]
+        if keep:
+            groups.append({"cells": idx, "genes": genes[keep], "pre": pre[keep]})
+    return groups
+
+
+def moransi_preservation(reference: list[dict], X, emb: np.ndarray, n_neighbors: int = 15) -> float:
+    """Moran's I preservation (sysVI): mean over groups of mean over genes of I_post / I_pre.
+
+    I_post is Moran's I of the same genes on a 15-NN graph of the integrated embedding
+    within the same group of cells.
+    """
+    if not reference:
+        return float("nan")
+    per_group = []
+    for grp in reference:
+        conn = _knn_connectivities(np.asarray(emb)[grp["cells"]], n_neighbors)
+        Xg = X[grp["cells"]][:, grp["genes"]]
+        vals = Xg.T.toarray() if sp.issparse(Xg) else np.asarray(Xg).T
+        post = _morans_i(conn, vals)
+        per_group.append(float(np.nanmean(post / grp["pre"])))
+    return float(np.mean(per_group))

@@ -1,0 +1,557 @@
+"""Score run files: one ``metrics.json`` per run, many runs per process (JIT paid once).
+
+Options (JSON, every key optional; defaults in ``DEFAULT_OPTIONS``):
+
+- ``n_neighbors`` (90): k of the shared kNN graph; subset to 15 (Leiden, graph connectivity)
+  and 50 (kBET, positive rates) as scib-metrics' Benchmarker does.
+- ``metrics`` ("all" or a list of names from ``metrics.catalog``).
+- ``labelled`` (null = auto: false when every label is in ``unknown_labels``): when false,
+  every metric that needs cell-type labels is null with reason "dataset unlabelled".
+- ``batch_key`` / ``label_key`` ("batch" / "label"): obs columns of the *data* file (truth).
+- ``knn_method`` ("auto" | "exact" | "pynndescent"), ``exact_max_cells`` (100000): auto uses
+  exact brute-force kNN up to that many cells (no numba JIT), pynndescent above.
+- ``n_jobs`` (1): processes for the Leiden resolutions (joblib) and threads for kNN.
+- ``asw_max_cells`` (null = exact): silhouettes on a stratified (label x batch) subsample above this.
+- ``leiden_seed`` (42, scib-metrics'), ``nmi_fixed_resolution`` (2.0, sysVI).
+- ``positive_k`` (50), ``alpha`` (0.05): iMAP positive / true-positive rates.
+- ``kbet_fractions`` ([0.05..0.25]), ``kbet_max_test_cells`` (500): DAVAE kBET over sizes.
+- ``moransi_min_cells`` (500), ``moransi_min_frac_expressed`` (0.1), ``moransi_cutoff`` (0.2),
+  ``moransi_max_genes`` (150), ``moransi_exclude`` (regex of doublet labels): sysVI Moran's I.
+- ``unsupervised_resolution`` (0.5): passed to ``metrics.unsupervised``.
+- ``seed`` (0): subsampling and test-cell sampling.
+
+Graph-only runs (obsp connectivities, no embedding or corrected X) get the graph metrics;
+metrics that need an embedding are null with reason "graph-only output: needs an embedding".
+A run whose record says ``failed`` gets every metric null with reason "run failed".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metrics.catalog import ALL_METRICS, metric_info
+
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "n_neighbors": 90, "metrics": "all", "labelled": None, "batch_key": "batch", "label_key": "label",
+    "unknown_labels": ["unknown", "Unknown", "nan", "NaN", ""], "knn_method": "auto",
+    "exact_max_cells": 100_000, "n_jobs": 1, "asw_max_cells": None, "leiden_seed": 42,
+    "nmi_fixed_resolution": 2.0, "positive_k": 50, "alpha": 0.05,
+    "kbet_fractions": [0.05, 0.10, 0.15, 0.20, 0.25], "kbet_max_test_cells": 500,
+    "moransi_min_cells": 500, "moransi_min_frac_expressed": 0.1, "moransi_cutoff": 0.2,
+    "moransi_max_genes": 150, "moransi_exclude": r"doublet|\+", "unsupervised_resolution": 0.5,
+    "seed": 0, "per_cell_decimals": 3,
+}
+KBET_SIZE_METRICS = {0.05: "kbet_acceptance_k05", 0.10: "kbet_acceptance_k10", 0.15: "kbet_acceptance_k15",
+                     0.20: "kbet_acceptance_k20", 0.25: "kbet_acceptance_k25"}
+# metrics computable without cell-type labels
+LABEL_FREE = {"ilisi", "pcr_comparison", "one_minus_ari_batch", "batch_cluster_nmi", "batch_cluster_ari"}
+
+
+def enable_jax_cache() -> None:
+    """Persistent JAX compilation cache in $BENCH_CACHE_DIR/jax (skips recompiling in later processes)."""
+    cache = os.environ.get("BENCH_CACHE_DIR")
+    if not cache:
+        return
+    import jax
+
+    path = Path(cache) / "jax_compilation_cache"
+    path.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+def resolve_options(options: dict | None) -> dict[str, Any]:
+    """Defaults overlaid with ``options``; unknown keys and unknown metric names are errors."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown metrics option(s): {', '.join(unknown)}; known: {', '.join(DEFAULT_OPTIONS)}")
+    opts = {**DEFAULT_OPTIONS, **options}
+    if opts["metrics"] == "all":
+        opts["metrics"] = list(ALL_METRICS)
+    bad = sorted(set(opts["metrics"]) - set(ALL_METRICS))
+    if bad:
+        raise ValueError(f"unknown metric name(s) in options 'metrics': {', '.join(bad)}")
+    if int(opts["n_neighbors"]) < 50:
+        raise ValueError(f"option n_neighbors must be >= 50 (kBET uses 50), got {opts['n_neighbors']}")
+    return opts
+
+
+class DataCache:
+    """The preprocessed dataset and what every run of it shares (e.g. Moran's I reference)."""
+
+    def __init__(self, path: str | Path, opts: dict[str, Any]):
+        import anndata as ad
+
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"data file {self.path} does not exist")
+        self.adata = ad.read_h5ad(self.path)
+        for key in (opts["batch_key"], opts["label_key"]):
+            if key not in self.adata.obs:
+                raise KeyError(f"data file {self.path}: obs has no column {key!r}")
+        if "X_pca" not in self.adata.obsm:
+            raise KeyError(f"data file {self.path}: obsm has no 'X_pca' (the unintegrated embedding)")
+        self.opts = opts
+        self._moransi: dict[tuple, list] = {}
+
+    def moransi_reference(self, cells: np.ndarray):
+        """sysVI's pre-integration groups/genes for this subset of cells (cached)."""
+        from metrics.paper_metrics import moransi_reference
+
+        key = (cells.size, int(cells[:50].sum()), int(cells.sum()))
+        if key not in self._moransi:
+            o = self.opts
+            sub = self.adata[cells]
+            self._moransi[key] = moransi_reference(
+                sub.X, sub.obs[o["batch_key"]].values, sub.obs[o["label_key"]].values,
+                min_cells=o["moransi_min_cells"], min_frac_expressed=o["moransi_min_frac_expressed"],
+                cutoff=o["moransi_cutoff"], max_genes=o["moransi_max_genes"], exclude_pattern=o["moransi_exclude"])
+        return self._moransi[key]
+
+
+def read_run(path: str | Path):
+    """The run AnnData and its record (``uns["run_json"]``); clear errors for bad files."""
+    import anndata as ad
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"run file {path} does not exist")
+    run = ad.read_h5ad(path)
+    raw = run.uns.get("run_json")
+    if raw is None:
+        raise KeyError(f"run file {path}: uns has no 'run_json' record")
+    return run, json.loads(raw)
+
+
+def run_embedding(run) -> tuple[np.ndarray | None, str]:
+    """The run's embedding and its kind: X_emb, else PCA of corrected X, else (None, 'graph')."""
+    if "X_emb" in run.obsm:
+        return np.asarray(run.obsm["X_emb"], dtype=np.float32), "embedding"
+    if run.X is not None and run.n_vars > 0:
+        import scanpy as sc
+
+        X = run.X
+        n_comps = min(50, run.n_vars - 1, run.n_obs - 1)
+        return np.asarray(sc.pp.pca(X, n_comps=n_comps, random_state=0), dtype=np.float32), "corrected"
+    if "connectivities" in run.obsp:
+        return None, "graph"
+    raise ValueError("run file has neither obsm['X_emb'], a corrected X nor obsp['connectivities']")
+
+
+def _null_result(names, reason: str) -> tuple[dict, dict]:
+    return {m: None for m in names}, {m: reason for m in names}
+
+
+class _Scorer:
+    """Computes the requested metrics of one run, sharing kNN, clusterings and silhouettes."""
+
+    def __init__(self, data: DataCache, run, opts: dict[str, Any]):
+        o = self.opts = opts
+        self.data = data
+        obs_names = run.obs_names
+        pos = data.adata.obs_names.get_indexer(obs_names)
+        if (pos < 0).any():
+            missing = obs_names[pos < 0][:3].tolist()
+            raise ValueError(f"run cells not in the data file {data.path}: e.g. {missing}")
+        self.cells = pos
+        obs = data.adata.obs.iloc[pos]
+        self.batch = obs[o["batch_key"]].astype(str).to_numpy()
+        self.labels = obs[o["label_key"]].astype(str).to_numpy()
+        self.X_pre = np.asarray(data.adata.obsm["X_pca"][pos], dtype=np.float32)
+        self.run = run
+        self.emb, self.kind = run_embedding(run)
+        labelled = o["labelled"]
+        if labelled is None:
+            labelled = not np.isin(self.labels, o["unknown_labels"]).all()
+        self.labelled = bool(labelled)
+        self.timing: dict[str, float] = {}
+        self._nested: list[float] = []
+        self._cache: dict[str, Any] = {}
+        if np.unique(self.batch).size < 2:
+            raise ValueError(f"data file {data.path}: column {o['batch_key']!r} has a single batch")
+
+    @contextmanager
+    def timed(self, name: str):
+        """Exclusive seconds of ``name``: shared steps computed inside it are timed on their own."""
+        self._nested.append(0.0)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            total = time.perf_counter() - t0
+            inner = self._nested.pop()
+            if self._nested:
+                self._nested[-1] += total
+            self.timing[name] = round(self.timing.get(name, 0.0) + total - inner, 4)
+
+    def shared(self, name: str, fn):
+        if name not in self._cache:
+            with self.timed(name):
+                self._cache[name] = fn()
+        return self._cache[name]
+
+    # ---- shared structures ----
+    def nbrs(self):
+        from metrics import neighbors as nb
+
+        o = self.opts
+
+        def build():
+            if self.emb is not None:
+                return nb.knn(self.emb, int(o["n_neighbors"]), method=o["knn_method"],
+                              exact_max_cells=int(o["exact_max_cells"]), seed=int(o["seed"]),
+                              n_jobs=int(o["n_jobs"]))
+            dist = self.run.obsp["distances"] if "distances" in self.run.obsp else None
+            return nb.graph_neighbors(self.run.obsp["connectivities"], dist, int(o["n_neighbors"]))
+        return self.shared("knn", build)
+
+    def conn15(self):
+        return self.shared("connectivities_k15", lambda: self.nbrs().subset_neighbors(15).knn_graph_connectivities)
+
+    def clusterings(self):
+        from metrics.scib_set import LEIDEN_RESOLUTIONS, leiden_clusterings
+
+        res = sorted(set(LEIDEN_RESOLUTIONS) | {float(self.opts["nmi_fixed_resolution"])})
+        return self.shared("leiden_clusterings", lambda: leiden_clusterings(
+            self.conn15(), res, seed=int(self.opts["leiden_seed"]), n_jobs=int(self.opts["n_jobs"])))
+
+    def asw_subset(self):
+        from metrics.scib_set import stratified_subsample
+
+        return self.shared("asw_subsample", lambda: stratified_subsample(
+            self.labels, self.batch, self.opts["asw_max_cells"], int(self.opts["seed"])))
+
+    def silhouette(self):
+        from metrics.scib_set import label_silhouette
+
+        idx = self.asw_subset()
+        return self.shared("label_silhouette", lambda: label_silhouette(self.emb[idx], self.labels[idx]))
+
+    def lisi(self, which: str):
+        from metrics.scib_set import lisi_per_cell
+
+        values = self.batch if which == "ilisi" else self.labels
+        return self.shared(f"lisi_{which}_per_cell", lambda: lisi_per_cell(self.nbrs(), values))
+
+    # ---- metric groups: each returns {metric: value} ----
+    def g_nmi_ari(self):
+        from metrics.scib_set import LEIDEN_RESOLUTIONS, nmi_ari_optimized
+
+        cl = {r: c for r, c in self.clusterings().items() if r in set(LEIDEN_RESOLUTIONS)}
+        return nmi_ari_optimized(cl, self.labels)
+
+    def g_nmi_fixed(self):
+        from metrics.paper_metrics import nmi_fixed_and_jaccard
+
+        nmi, jac = nmi_fixed_and_jaccard(self.clusterings()[float(self.opts["nmi_fixed_resolution"])], self.labels)
+        self.extra["jaccard_per_label"] = {k: round(v, 4) for k, v in jac.items()}
+        return {"nmi_fixed": nmi, "jaccard": float(np.mean(list(jac.values())))}
+
+    def g_asw_label(self):
+        from metrics.scib_set import asw_label_from_silhouette
+
+        return {"asw_label": asw_label_from_silhouette(self.silhouette())}
+
+    def g_isolated_asw(self):
+        from metrics.scib_set import isolated_label_asw_from_silhouette, isolated_labels_list
+
+        idx = self.asw_subset()
+        iso = isolated_labels_list(self.labels, self.batch)
+        return {"isolated_label_asw": isolated_label_asw_from_silhouette(self.silhouette(), self.labels[idx], iso)}
+
+    def g_isolated_f1(self):
+        from metrics.paper_metrics import isolated_label_f1
+        from metrics.scib_set import LEIDEN_RESOLUTIONS, isolated_labels_list
+
+        cl = {r: c for r, c in self.clusterings().items() if r in set(LEIDEN_RESOLUTIONS)}
+        return {"isolated_label_f1": isolated_label_f1(cl, self.labels, isolated_labels_list(self.labels, self.batch))}
+
+    def g_clisi(self):
+        from metrics.scib_set import clisi_from_per_cell
+
+        return {"clisi": clisi_from_per_cell(self.lisi("clisi"), np.unique(self.labels).size)}
+
+    def g_ilisi(self):
+        from metrics.scib_set import ilisi_from_per_cell
+
+        return {"ilisi": ilisi_from_per_cell(self.lisi("ilisi"), np.unique(self.batch).size)}
+
+    def g_f1_lisi(self):
+        from metrics.paper_metrics import f1_lisi
+
+        return {"f1_lisi": f1_lisi(self.metric_value("ilisi"), self.metric_value("clisi"))}
+
+    def g_asw_batch(self):
+        from scib_metrics import silhouette_batch
+
+        idx = self.asw_subset()
+        return {"asw_batch": float(silhouette_batch(self.emb[idx], self.labels[idx], self.batch[idx]))}
+
+    def g_bras(self):
+        from scib_metrics import bras
+
+        idx = self.asw_subset()
+        return {"bras": float(bras(self.emb[idx], self.labels[idx], self.batch[idx]))}
+
+    def g_kbet(self):
+        from scib_metrics import kbet_per_label
+
+        return {"kbet": float(kbet_per_label(self.nbrs().subset_neighbors(50), self.batch, self.labels))}
+
+    def g_graph_connectivity(self):
+        from scib_metrics import graph_connectivity
+
+        return {"graph_connectivity": float(graph_connectivity(self.nbrs().subset_neighbors(15), self.labels))}
+
+    def g_pcr(self):
+        from scib_metrics import pcr_comparison
+
+        return {"pcr_comparison": float(pcr_comparison(self.X_pre, self.emb, self.batch, categorical=True))}
+
+    def g_positive(self):
+        from metrics.neighbors import GraphNeighbors
+        from metrics.paper_metrics import knn_adjacency, positive_true_positive
+
+        k = int(self.opts["positive_k"])
+        nbrs = self.nbrs()
+        # a graph-only output: the method's own neighbourhoods, not the diffusion-map lists
+        adj = nbrs.knn_graph_distances if isinstance(nbrs, GraphNeighbors) else knn_adjacency(nbrs.indices[:, :k + 1])
+        pos, tp = positive_true_positive(adj, self.labels, self.batch, alpha=float(self.opts["alpha"]))
+        return {"positive_rate": float(pos.mean()), "true_positive_rate": float(tp.mean())}
+
+    def g_one_minus_ari_batch(self):
+        from metrics.paper_metrics import one_minus_ari_batch
+        from metrics.scib_set import LEIDEN_RESOLUTIONS
+
+        cl = self.clusterings()
+        if self.labelled:  # the clustering at the resolution chosen for label NMI
+            from sklearn.metrics import normalized_mutual_info_score
+
+            grid = [r for r in cl if r in set(LEIDEN_RESOLUTIONS)]
+            best = max(grid, key=lambda r: normalized_mutual_info_score(self.labels, cl[r]))
+        else:
+            best = 1.0
+        self.extra["one_minus_ari_batch_resolution"] = best
+        return {"one_minus_ari_batch": one_minus_ari_batch(cl[best], self.batch)}
+
+    def g_kbet_sizes(self):
+        from metrics.paper_metrics import kbet_acceptance_over_sizes
+
+        fr = [float(f) for f in self.opts["kbet_fractions"]]
+        res = kbet_acceptance_over_sizes(self.emb, self.labels, self.batch, fractions=fr,
+                                         alpha=float(self.opts["alpha"]),
+                                         max_test_cells=int(self.opts["kbet_max_test_cells"]),
+                                         seed=int(self.opts["seed"]))
+        out = {"kbet_acceptance": float(np.nanmean(list(res.values())))}
+        for f, v in res.items():
+            name = KBET_SIZE_METRICS.get(round(f, 2))
+            if name:
+                out[name] = v
+        self.extra["kbet_acceptance_by_fraction"] = {str(f): v for f, v in res.items()}
+        return out
+
+    def g_moransi(self):
+        from metrics.paper_metrics import moransi_preservation
+
+        ref = self.data.moransi_reference(self.cells)
+        if not ref:
+            raise _NotApplicable(f"no sample x cell-type group with >= {self.opts['moransi_min_cells']} cells "
+                                 "and genes above the Moran's I cutoff")
+        X = self.data.adata.X[self.cells] if self.cells.size != self.data.adata.n_obs else self.data.adata.X
+        return {"moransi": moransi_preservation(ref, X, self.emb)}
+
+    def g_macro_f1(self):
+        from metrics.paper_metrics import macro_f1
+
+        obs = self.run.obs
+        if "predicted_label" not in obs or "label_hidden" not in obs:
+            raise _NotApplicable("run has no obs 'predicted_label'/'label_hidden' (not a semi-supervised run)")
+        hidden = obs["label_hidden"].astype(bool).to_numpy()
+        if not hidden.any():
+            raise _NotApplicable("no cell had its label hidden")
+        return {"macro_f1": macro_f1(self.labels, obs["predicted_label"].astype(str).to_numpy(), hidden)}
+
+    def g_unsupervised(self):
+        import importlib
+
+        try:
+            mod = importlib.import_module("metrics.unsupervised")
+        except ImportError as exc:
+            raise _NotApplicable(f"metrics.unsupervised not available: {exc}") from exc
+        graph = self.run.obsp["connectivities"] if self.emb is None else None
+        res = mod.per_batch_cluster_conservation(self.X_pre, self.emb, self.batch,
+                                                 resolution=float(self.opts["unsupervised_resolution"]),
+                                                 seed=int(self.opts["seed"]), graph=graph)
+        return {k: float(res[k]) for k in ("batch_cluster_nmi", "batch_cluster_ari")}
+
+    GROUPS = {
+        "g_nmi_ari": ["nmi", "ari"], "g_nmi_fixed": ["nmi_fixed", "jaccard"], "g_asw_label": ["asw_label"],
+        "g_isolated_asw": ["isolated_label_asw"], "g_isolated_f1": ["isolated_label_f1"],
+        "g_clisi": ["clisi"], "g_ilisi": ["ilisi"], "g_f1_lisi": ["f1_lisi"], "g_asw_batch": ["asw_batch"],
+        "g_bras": ["bras"], "g_kbet": ["kbet"], "g_graph_connectivity": ["graph_connectivity"],
+        "g_pcr": ["pcr_comparison"], "g_positive": ["positive_rate", "true_positive_rate"],
+        "g_one_minus_ari_batch": ["one_minus_ari_batch"],
+        "g_kbet_sizes": ["kbet_acceptance", *KBET_SIZE_METRICS.values()], "g_moransi": ["moransi"],
+        "g_macro_f1": ["macro_f1"], "g_unsupervised": ["batch_cluster_nmi", "batch_cluster_ari"],
+    }
+
+    def metric_value(self, name: str):
+        """A metric already computed in this run (or computed now), NaN when it is null."""
+        if name not in self.values:
+            self.compute_group(next(g for g, ms in self.GROUPS.items() if name in ms))
+        v = self.values.get(name)
+        return float("nan") if v is None else v
+
+    def compute_group(self, group: str) -> None:
+        names = self.GROUPS[group]
+        info = metric_info()
+        reason = None
+        if not self.labelled and any(m not in LABEL_FREE for m in names):
+            reason = "dataset unlabelled"
+        elif self.emb is None and any(info[m]["needs"] == "embedding" for m in names) and group != "g_unsupervised":
+            reason = "graph-only output: needs an embedding"
+        if reason:
+            for m in names:
+                self.values[m], self.reasons[m] = None, reason
+            return
+        try:
+            with self.timed(group[2:]):
+                out = getattr(self, group)()
+        except _NotApplicable as exc:
+            out, reason = {}, str(exc)
+        except Exception as exc:  # a metric failing must not lose the others; the reason is recorded
+            out, reason = {}, f"error: {type(exc).__name__}: {exc}"
+            self.extra.setdefault("tracebacks", {})[group[2:]] = traceback.format_exc(limit=5)
+        for m in names:
+            v = out.get(m)
+            if v is not None and not np.isfinite(v):
+                self.values[m], self.reasons[m] = None, reason or "not defined for this data (e.g. no isolated label)"
+            elif v is None:
+                self.values[m], self.reasons[m] = None, reason or "not computed"
+            else:
+                self.values[m] = float(v)
+
+    def score(self) -> dict[str, Any]:
+        self.values: dict[str, float | None] = {}
+        self.reasons: dict[str, str] = {}
+        self.extra: dict[str, Any] = {}
+        wanted = self.opts["metrics"]
+        for group, names in self.GROUPS.items():
+            if any(m in wanted for m in names) and not all(m in self.values for m in names):
+                self.compute_group(group)
+        metrics = {m: self.values.get(m) for m in wanted}
+        reasons = {m: self.reasons[m] for m in wanted if metrics[m] is None and m in self.reasons}
+        per_cell = {}
+        d = int(self.opts["per_cell_decimals"])
+        for which in ("ilisi", "clisi"):
+            if f"lisi_{which}_per_cell" in self._cache:
+                per_cell[which] = np.round(np.asarray(self._cache[f"lisi_{which}_per_cell"], dtype=np.float64), d).tolist()
+        return {"metrics": metrics, "na_reasons": reasons, "per_cell": per_cell, "timing": self.timing,
+                "extra": self.extra, "output": self.kind, "labelled": self.labelled, "n_cells": int(self.cells.size)}
+
+
+class _NotApplicable(Exception):
+    """A metric that does not apply to this run (the message is the na_reason)."""
+
+
+def _identity(run_path: Path, record: dict, data: DataCache) -> dict[str, Any]:
+    """dataset/method/setting/seed from the run record, else from the runs/{d}/{m}/{s}/seed{n} path."""
+    ident = {k: record.get(k) for k in ("dataset", "method", "setting", "seed", "label_missing")}
+    parts = run_path.parent
+    m = re.fullmatch(r"seed(\d+)", parts.name)
+    if m and len(parts.parents) >= 3:
+        ident["seed"] = ident["seed"] if ident["seed"] is not None else int(m.group(1))
+        ident["setting"] = ident["setting"] or parts.parent.name
+        ident["method"] = ident["method"] or parts.parents[1].name
+        ident["dataset"] = ident["dataset"] or parts.parents[2].name
+    if not ident["dataset"]:
+        ds = data.adata.uns.get("dataset", {})
+        ident["dataset"] = ds.get("name") if isinstance(ds, dict) else None
+    return ident
+
+
+def score_run(run_path: str | Path, data: DataCache, opts: dict[str, Any]) -> dict[str, Any]:
+    """The metrics.json content of one run (never raises for a bad run: it is recorded as failed)."""
+    run_path = Path(run_path)
+    t0 = time.perf_counter()
+    names = opts["metrics"]
+    try:
+        run, record = read_run(run_path)
+    except Exception as exc:
+        vals, reasons = _null_result(names, "run file unreadable")
+        return {"dataset": None, "method": None, "setting": None, "seed": None, "label_missing": None,
+                "status": "failed", "error": f"{type(exc).__name__}: {exc}", "metrics": vals,
+                "na_reasons": reasons, "per_cell": {}, "timing": {}}
+    ident = _identity(run_path, record, data)
+    if record.get("status") != "ok":
+        vals, reasons = _null_result(names, "run failed")
+        return {**ident, "status": "failed", "error": record.get("error") or "run status is not ok",
+                "metrics": vals, "na_reasons": reasons, "per_cell": {}, "timing": {}}
+    try:
+        result = _Scorer(data, run, opts).score()
+    except Exception as exc:  # the run's outputs are unusable: recorded, the batch goes on
+        vals, reasons = _null_result(names, "run output unusable")
+        return {**ident, "status": "failed", "error": f"{run_path}: {type(exc).__name__}: {exc}",
+                "metrics": vals, "na_reasons": reasons, "per_cell": {}, "timing": {},
+                "traceback": traceback.format_exc(limit=8)}
+    result["timing"]["total"] = round(time.perf_counter() - t0, 4)
+    return {**ident, "status": "ok", "error": "", **result}
+
+
+def write_json_atomic(obj: dict, path: str | Path) -> None:
+    """Write JSON to ``path`` via a temp name in the same folder, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "w") as fh:
+            json.dump(_finite(obj), fh, allow_nan=False, default=_json_default)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _finite(obj):
+    """Non-finite floats -> None (JSON has no NaN), recursively."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def score_many(data_path: str | Path, run_paths: list, out_paths: list, options: dict | None = None) -> list[dict]:
+    """Score each run against one data file and write each ``metrics.json``; returns the results."""
+    if len(run_paths) != len(out_paths):
+        raise ValueError(f"--runs has {len(run_paths)} files but --out has {len(out_paths)}")
+    opts = resolve_options(options)
+    enable_jax_cache()
+    data = DataCache(data_path, opts)
+    results = []
+    for run_path, out_path in zip(run_paths, out_paths):
+        res = score_run(run_path, data, opts)
+        write_json_atomic(res, out_path)
+        results.append(res)
+    return results

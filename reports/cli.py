@@ -1,0 +1,163 @@
+"""Command line of the reports stage.
+
+    python -m reports render --tables DIR --out-dir FIGDIR --html REPORT.html --config CONFIG.json
+                             [--study-wall-s S] [--umap-max-cells N] [--umap COORDS.tsv.gz]
+                             [--versions VERSIONS.json] [--title TITLE]
+    python -m reports umap --tables DIR --out COORDS.tsv.gz [--max-cells N] [--seed S]
+
+``render`` reads every table that exists in DIR, renders every figure it can (PNG + PDF in
+FIGDIR, names from ``reports.figures.FIGURES``) and writes the self-contained HTML report.
+UMAP coordinates come from ``--umap``, else DIR/umap.tsv.gz, else they are computed here
+from the representative runs of best.tsv (when their run files exist).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def read_config(path: str | None) -> Any:
+    """The study config (JSON or YAML file) to print in the report; {} when not given."""
+    if not path:
+        return {}
+    p = Path(path)
+    if not p.exists():
+        raise SystemExit(f"--config: file {p} does not exist")
+    import yaml
+
+    try:
+        return yaml.safe_load(p.read_text()) or {}  # YAML is a superset of JSON
+    except yaml.YAMLError as exc:
+        raise SystemExit(f"--config: {p} is neither JSON nor YAML: {exc}") from None
+
+
+def read_versions(path: str | None) -> dict[str, str]:
+    """Extra package versions to show (a JSON object file), {} when not given."""
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SystemExit(f"--versions: cannot read JSON object from {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise SystemExit(f"--versions: {path} must hold a JSON object (package -> version)")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def umap_for_report(tables: dict, tables_dir: Path, umap_path: str | None, max_cells: int,
+                    seed: int) -> tuple[Any, str | None]:
+    """The UMAP coordinates table and, when they could not be had, a note why."""
+    from reports.tables import read_table
+
+    if umap_path:
+        return read_table(umap_path, "umap"), None
+    if "umap" in tables:
+        return tables["umap"], None
+    if "best" not in tables:
+        return None, "UMAP: no best.tsv, no representative runs"
+    from reports.umap import umap_table
+
+    try:
+        coords = umap_table(tables["best"], tables.get("runs"), max_cells=max_cells, seed=seed,
+                            base_dirs=[tables_dir, tables_dir.parent])
+    except Exception as exc:  # noqa: BLE001 - the report still renders without UMAPs
+        return None, f"UMAP computation failed: {type(exc).__name__}: {exc}"
+    if (coords["status"] == "ok").any():
+        return coords, None
+    # no run file readable at all (e.g. tables copied without runs): no UMAP rather than all "failed"
+    return None, "UMAP: no representative run file could be read"
+
+
+def wall_since_start(invocations: str | None) -> float | None:
+    """Seconds since the latest workflow start recorded in ``invocations.log`` (None if absent)."""
+    from datetime import datetime, timezone
+
+    if not invocations or not Path(invocations).exists():
+        return None
+    starts = [line.split("\t", 1)[1].strip() for line in Path(invocations).read_text().splitlines()
+              if line.startswith("start\t")]
+    if not starts:
+        return None
+    return (datetime.now(timezone.utc) - datetime.fromisoformat(starts[-1])).total_seconds()
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from reports.html import build_html, collect_versions, write_html
+    from reports.render import render_figures
+    from reports.tables import read_tables
+
+    t0 = time.perf_counter()
+    tables_dir = Path(args.tables)
+    tables = read_tables(tables_dir)
+    config = read_config(args.config)
+    notes = []
+    if not tables:
+        notes.append(f"no tables found in {tables_dir}")
+    umap, note = umap_for_report(tables, tables_dir, args.umap, args.umap_max_cells, args.seed)
+    if umap is not None:
+        tables["umap"] = umap
+    if note:
+        notes.append(note)
+    outcomes = render_figures(tables, args.out_dir)
+    versions = collect_versions(tables.get("runs"), read_versions(args.versions))
+    wall = args.study_wall_s if args.study_wall_s is not None else wall_since_start(args.invocations)
+    page = build_html(tables, outcomes, config, versions, study_wall_s=wall, title=args.title,
+                      notes=notes)
+    write_html(args.html, page)
+    for o in outcomes:
+        print(f"{o.name}: {o.status} ({o.seconds} s){' - ' + o.message.splitlines()[0] if o.message else ''}",
+              file=sys.stderr)
+    print(f"report written to {args.html} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return 0
+
+
+def cmd_umap(args: argparse.Namespace) -> int:
+    from reports.tables import read_tables
+    from reports.umap import umap_table, write_table
+
+    tables_dir = Path(args.tables)
+    tables = read_tables(tables_dir)
+    if "best" not in tables:
+        raise SystemExit(f"umap: {tables_dir / 'best.tsv'} does not exist")
+    coords = umap_table(tables["best"], tables.get("runs"), max_cells=args.max_cells, seed=args.seed,
+                        base_dirs=[tables_dir, tables_dir.parent])
+    write_table(coords, args.out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    render = sub.add_parser("render", help="figures (PNG + PDF) and the HTML report from the tables")
+    render.add_argument("--tables", required=True, help="folder with runs.tsv, best.tsv, ... (any subset)")
+    render.add_argument("--out-dir", required=True, help="folder for the figures")
+    render.add_argument("--html", required=True, help="report file to write")
+    render.add_argument("--config", help="config used (JSON or YAML), shown in the report")
+    render.add_argument("--study-wall-s", type=float, default=None, help="wall-clock of the whole study (s)")
+    render.add_argument("--invocations", help="the workflow's invocations.log: wall-clock since the last start")
+    render.add_argument("--umap-max-cells", type=int, default=5000, help="cells per UMAP (subsampled)")
+    render.add_argument("--umap", help="precomputed UMAP coordinates (python -m reports umap)")
+    render.add_argument("--versions", help="JSON object of extra package versions to list")
+    render.add_argument("--seed", type=int, default=0, help="seed of UMAP subsampling and layout")
+    render.add_argument("--title", default="Single-cell integration benchmark")
+    render.set_defaults(func=cmd_render)
+    umap = sub.add_parser("umap", help="UMAP coordinates of the representative runs of best.tsv")
+    umap.add_argument("--tables", required=True, help="folder with best.tsv (and runs.tsv)")
+    umap.add_argument("--out", required=True, help="coordinates table to write (.tsv or .tsv.gz)")
+    umap.add_argument("--max-cells", type=int, default=5000)
+    umap.add_argument("--seed", type=int, default=0)
+    umap.set_defaults(func=cmd_umap)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as exc:  # bad input: one clear line, no traceback
+        raise SystemExit(f"python -m reports {args.command}: {exc}") from None

@@ -1,0 +1,668 @@
+"""The benchmark's figures (design.md section 7), drawn with plotnine from the tables only.
+
+Every ``fig_*`` function takes tables as pandas DataFrames, named like the tables of
+``reports.tables.TABLE_FILES`` (``best``, ``scores``, ``runs``, ...), and returns a
+``plotnine.ggplot`` or ``None`` when its inputs hold no data for it (the report then says
+"no data for ..."), so figures fill in as methods land. Failed runs are drawn as failed (a
+cross and/or a "failed" label) and appear in the plot's data with ``status == "failed"``,
+never silently dropped.
+
+Conventions taken from the tables: composite scores (bio, batch, overall) lie in [0, 1]
+and higher is better; raw metric columns are oriented so that higher is better (the scIB
+convention the metrics stage follows), which the across-method scaling below relies on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from plotnine import (
+    aes,
+    element_blank,
+    element_text,
+    facet_grid,
+    facet_wrap,
+    geom_boxplot,
+    geom_col,
+    geom_line,
+    geom_point,
+    geom_rect,
+    geom_text,
+    ggplot,
+    guide_legend,
+    guides,
+    labs,
+    position_dodge,
+    scale_fill_cmap,
+    scale_shape_manual,
+    scale_size_continuous,
+    scale_x_continuous,
+    scale_x_log10,
+    scale_y_continuous,
+    scale_y_log10,
+    theme,
+    theme_bw,
+)
+
+from reports.tables import metric_columns, metric_types
+
+BEST_FIXED = ["dataset", "method", "best_setting", "representative_seed", "representative_run", "n_seeds",
+              "n_failed", "within_overall", "bio", "batch", "overall", "combined_5050", "rank", "status",
+              "error", "label_missing"]
+SCORES_FIXED = ["dataset", "method", "setting", "seed", "label_missing", "status", "error", "bio", "batch",
+                "overall"]
+COMPOSITES = ["bio", "batch", "overall"]
+SYSVI_FAMILY = ["cvae", "vamp", "cyc", "sysvi", "adv"]  # registry names of the sysVI ablations
+STATUS_SHAPES = {"ok": "o", "failed": "x"}
+DEVICE_SHAPES = {"cpu": "o", "cuda": "^", "gpu": "^", "mps": "s"}
+FAILED_COLOUR = "#d62728"
+RST_DIR = Path(__file__).resolve().parent / "rst"  # captions for snakemake --report: RST_DIR/<name>.rst
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def is_empty(df: pd.DataFrame | None) -> bool:
+    """True for a missing or row-less table."""
+    return df is None or len(df) == 0
+
+
+def natural_key(text: str) -> list:
+    """Sort key that orders numbers inside strings numerically (kl_weight-1.5 < kl_weight-10)."""
+    # no sign: in slugs like "kl_weight-5" the dash separates name and value
+    number = r"\d+(?:\.\d+)?(?:e-?\d+)?"
+    parts = re.split(f"({number})", str(text))
+    return [(0, float(p)) if re.fullmatch(number, p) else (1, p) for p in parts if p]
+
+
+def ordered_categorical(values: pd.Series, order: list[str] | None = None) -> pd.Categorical:
+    """Categorical of ``values`` in ``order`` (default: natural sort of the distinct values)."""
+    cats = order if order is not None else sorted(values.dropna().astype(str).unique(), key=natural_key)
+    return pd.Categorical(values.astype(str), categories=cats, ordered=True)
+
+
+def figure_size(n_cols: int, n_rows: int, col_w: float = 2.8, row_h: float = 2.4,
+                extra_w: float = 2.5, extra_h: float = 1.2) -> tuple[float, float]:
+    """Figure size in inches for a facet layout, capped so huge studies stay printable."""
+    return (min(extra_w + col_w * max(n_cols, 1), 24.0), min(extra_h + row_h * max(n_rows, 1), 30.0))
+
+
+def with_run_status(df: pd.DataFrame) -> pd.DataFrame:
+    """Copy of a per-run table with a clean ``status`` column (missing status counts as ok)."""
+    df = df.copy()
+    if "status" not in df.columns:
+        df["status"] = "ok"
+    df["status"] = df["status"].fillna("ok").astype(str)
+    return df
+
+
+def fully_labelled(scores: pd.DataFrame) -> pd.DataFrame:
+    """Runs with all labels visible (the runs that selection and sweeps are about)."""
+    if "label_missing" not in scores.columns:
+        return scores
+    return scores[scores["label_missing"].fillna(0) == 0]
+
+
+def best_with_status(best: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """best.tsv with ``status`` (failed: no usable composite) and ``error``, plus a failed row
+    for every dataset x method that has runs in runs.tsv but no row in best.tsv."""
+    b = fully_labelled(best).copy()
+    b["status"] = np.where(b["overall"].isna() | b["best_setting"].isna(), "failed", "ok")
+    if "error" not in b.columns:
+        b["error"] = ""
+    if not is_empty(runs):
+        runs = with_run_status(runs)
+        first_error = (runs[runs["status"] == "failed"].groupby(["dataset", "method"])["error"].first()
+                       .to_dict())
+        b["error"] = [e if e else first_error.get((d, m), "") for d, m, e in
+                      zip(b["dataset"], b["method"], b["error"].fillna(""))]
+        known = set(zip(b["dataset"], b["method"]))
+        extra = [{"dataset": d, "method": m, "status": "failed", "error": first_error.get((d, m), "")}
+                 for d, m in runs[["dataset", "method"]].drop_duplicates().itertuples(index=False)
+                 if (d, m) not in known]
+        if extra:
+            b = pd.concat([b, pd.DataFrame(extra)], ignore_index=True)
+    return b
+
+
+def scale_min_max(values: pd.Series) -> pd.Series:
+    """Min-max scale to [0, 1]; a constant column becomes 1 (all tied at the best)."""
+    lo, hi = values.min(), values.max()
+    if pd.isna(lo) or hi == lo:
+        return values.where(values.isna(), 1.0)
+    return (values - lo) / (hi - lo)
+
+
+def find_columns(df: pd.DataFrame, pattern: str) -> list[str]:
+    """Raw (unscaled) columns whose name matches the regular expression ``pattern``."""
+    return [c for c in df.columns if re.search(pattern, str(c)) and not str(c).startswith("scaled_")]
+
+
+def supervised_rows(scores: pd.DataFrame) -> pd.DataFrame:
+    """Runs of methods swept over label_missing (more than one share of hidden labels)."""
+    if "label_missing" not in scores.columns:
+        return scores.iloc[0:0]
+    n_shares = scores.groupby("method")["label_missing"].nunique()
+    return scores[scores["method"].isin(n_shares[n_shares > 1].index)]
+
+
+# ----------------------------------------------------------------------------- 1. summary table
+
+def summary_long(best: pd.DataFrame, metrics: pd.DataFrame | None = None,
+                 runs: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """Per method: metric values min-max scaled across methods within each dataset, then
+    averaged over datasets; bio/batch/overall averaged over datasets. Returns the long frame
+    (method, column, kind circle|bar, value, status, error) and the ordered (column, group)."""
+    b = best_with_status(best, runs)
+    types = metric_types(metrics)
+    mcols = metric_columns(best, BEST_FIXED)
+    if types:
+        mcols = ([c for c in mcols if types.get(c) == "bio"] + [c for c in mcols if types.get(c) == "batch"])
+    ok = b[b["status"] == "ok"]
+    rows = []
+    for col in mcols:
+        scaled = ok.groupby("dataset")[col].transform(scale_min_max)
+        means = scaled.groupby(ok["method"]).mean()
+        rows += [{"method": m, "column": col, "kind": "circle", "value": v} for m, v in means.items()]
+    for col in COMPOSITES:
+        means = ok.groupby("method")[col].mean()
+        rows += [{"method": m, "column": col, "kind": "bar", "value": v} for m, v in means.items()]
+    long = pd.DataFrame(rows, columns=["method", "column", "kind", "value"])
+    long["status"] = "ok"
+    long["error"] = ""
+    failed = b[~b["method"].isin(ok["method"])].groupby("method")["error"].first()
+    if len(failed):
+        long = pd.concat([long, pd.DataFrame({"method": failed.index, "column": "overall", "kind": "failed",
+                                              "value": np.nan, "status": "failed",
+                                              "error": failed.values})], ignore_index=True)
+    groups = [(c, types.get(c, "metric")) for c in mcols] + [(c, "aggregate") for c in COMPOSITES]
+    return long, groups
+
+
+def fig_summary_table(best: pd.DataFrame, metrics: pd.DataFrame | None = None,
+                      runs: pd.DataFrame | None = None, summary: pd.DataFrame | None = None):
+    """scIB-style table: methods ranked by overall score (top = best); one circle per metric
+    (size and colour = value scaled across methods, mean over datasets); bars for bio, batch
+    and overall. Methods whose runs all failed are listed at the bottom as failed."""
+    if is_empty(best):
+        return None
+    long, groups = summary_long(best, metrics, runs)
+    if not is_empty(summary):
+        # summary.tsv is the lead's authoritative across-dataset aggregate: use its bars
+        s = summary.set_index("method")
+        bars = long["kind"] == "bar"
+        long.loc[bars, "value"] = [s[c].get(m, v) for m, c, v in
+                                   long.loc[bars, ["method", "column", "value"]].itertuples(index=False)]
+    overall = long[(long["kind"] == "bar") & (long["column"] == "overall")].set_index("method")["value"]
+    failed_methods = sorted(long.loc[long["kind"] == "failed", "method"])
+    order = list(overall.sort_values(ascending=False).index) + [m for m in failed_methods if m not in overall]
+    n = len(order)
+    y_of = {m: n - i for i, m in enumerate(order)}
+    partly_failed = best_with_status(best, runs).query("status == 'failed'").groupby("method")["dataset"].apply(
+        lambda d: ", ".join(sorted(d)))
+    y_labels = [m if m in failed_methods or m not in partly_failed else f"{m} (× failed on {partly_failed[m]})"
+                for m in y_of]
+    x_of: dict[str, float] = {}
+    x = 0.0
+    for i, (col, group) in enumerate(groups):
+        if i and group != groups[i - 1][1]:
+            x += 0.6  # a gap between the bio, batch and aggregate groups
+        x_of[col] = x
+        x += 1.0 if group != "aggregate" else 1.6
+    long["x"] = long["column"].map(x_of)
+    long["y"] = long["method"].map(y_of)
+    long.loc[long["kind"] == "failed", "x"] = 0.0
+    long["label"] = np.where(long["kind"] == "bar", long["value"].map(lambda v: f"{v:.2f}"),
+                             "× failed: " + long["error"].fillna("").str.slice(0, 60))
+    long["xmin"] = long["x"] - 0.7
+    long["xmax"] = long["x"] - 0.7 + 1.4 * long["value"].fillna(0).clip(0, 1)
+    long["ymin"] = long["y"] - 0.35
+    long["ymax"] = long["y"] + 0.35
+    header = pd.DataFrame([{"x": x_of[c], "y": n + 0.9, "text": g} for i, (c, g) in enumerate(groups)
+                           if i == 0 or g != groups[i - 1][1]])
+    width = 3.5 + 0.55 * len(groups) + (3.0 if failed_methods else 0.0)
+    n_datasets = best["dataset"].nunique()
+    p = (ggplot(long)
+         + geom_point(aes("x", "y", size="value", fill="value"), data=lambda d: d[d["kind"] == "circle"],
+                      shape="o", color="black", stroke=0.3)
+         + geom_rect(aes(xmin="xmin", xmax="xmax", ymin="ymin", ymax="ymax", fill="value"),
+                     data=lambda d: d[d["kind"] == "bar"], color="black", size=0.2)
+         + geom_text(aes("xmax", "y", label="label"), data=lambda d: d[d["kind"] == "bar"], size=6,
+                     ha="left", nudge_x=0.05)
+         + geom_text(aes("x", "y", label="label"), data=lambda d: d[d["kind"] == "failed"], size=7,
+                     ha="left", color=FAILED_COLOUR)
+         + geom_text(aes("x", "y", label="text"), data=header, size=7, ha="left", fontweight="bold")
+         + scale_fill_cmap("viridis", limits=(0, 1), name="scaled value")
+         + scale_size_continuous(range=(1, 6), limits=(0, 1), guide=None)
+         + scale_x_continuous(breaks=list(x_of.values()), labels=list(x_of.keys()), expand=(0, 0.8))
+         + scale_y_continuous(breaks=list(y_of.values()), labels=y_labels, limits=(0.4, n + 1.2))
+         + labs(x="", y="", title=f"Methods ranked by overall score (mean over {n_datasets} dataset(s))")
+         + theme_bw()
+         + theme(figure_size=(width, 1.6 + 0.4 * n), axis_text_x=element_text(rotation=45, ha="right"),
+                 panel_grid=element_blank()))
+    return p
+
+
+# ----------------------------------------------------------------------------- 2. bio vs batch
+
+def fig_bio_batch(best: pd.DataFrame, runs: pd.DataFrame | None = None):
+    """Bio conservation vs batch correction of each method's best setting, one panel per
+    dataset; methods whose runs failed are drawn as crosses at (0, 0) labelled "failed"."""
+    if is_empty(best):
+        return None
+    b = best_with_status(best, runs)
+    b["x"] = b["batch"].where(b["status"] == "ok", 0.0)
+    b["y"] = b["bio"].where(b["status"] == "ok", 0.0)
+    b["label"] = np.where(b["status"] == "ok", b["method"], "× " + b["method"] + " failed")
+    n = b["dataset"].nunique()
+    ncol = min(n, 3)
+    p = (ggplot(b, aes("x", "y", color="method", shape="status"))
+         + geom_point(size=3)
+         + geom_text(aes(label="label"), data=lambda d: d[d["status"] == "ok"], size=7, nudge_y=0.035,
+                     show_legend=False)
+         + geom_text(aes(label="label"), data=lambda d: d[d["status"] == "failed"], size=7, nudge_y=0.035,
+                     ha="left", color=FAILED_COLOUR, show_legend=False)
+         + facet_wrap("~dataset", ncol=ncol)
+         + scale_shape_manual(values=STATUS_SHAPES)
+         + scale_x_continuous(limits=(-0.05, 1.15))
+         + scale_y_continuous(limits=(-0.05, 1.1))
+         + labs(x="batch correction (scaled)", y="bio conservation (scaled)", shape="run status")
+         + theme_bw()
+         + theme(figure_size=figure_size(ncol, int(np.ceil(n / ncol)), 3.2, 3.0)))
+    return p
+
+
+# ----------------------------------------------------------------------------- 3. metric dots
+
+def fig_metric_dots(best: pd.DataFrame, runs: pd.DataFrame | None = None):
+    """Every raw metric (mean over seeds of the best setting) across datasets, one panel per
+    metric; failed methods are crosses at the bottom of each panel."""
+    if is_empty(best):
+        return None
+    mcols = [c for c in metric_columns(best, BEST_FIXED) if best[c].notna().any()]
+    if not mcols:
+        return None
+    b = best_with_status(best, runs)
+    long = b.melt(id_vars=["dataset", "method", "status"], value_vars=mcols, var_name="metric")
+    floor = long[long["status"] == "ok"].groupby("metric")["value"].min().fillna(0.0)
+    failed = long["status"] == "failed"
+    long.loc[failed, "value"] = long.loc[failed, "metric"].map(floor).fillna(0.0)
+    long = long[long["value"].notna()]
+    if long.empty:
+        return None
+    n = len(mcols)
+    ncol = min(n, 4)
+    dodge = position_dodge(width=0.6)
+    p = (ggplot(long, aes("dataset", "value", color="method", shape="status"))
+         + geom_point(size=2.5, position=dodge)
+         + facet_wrap("~metric", scales="free_y", ncol=ncol)
+         + scale_shape_manual(values=STATUS_SHAPES)
+         + labs(x="", y="metric value (best setting, mean over seeds)", shape="run status")
+         + theme_bw()
+         + theme(figure_size=figure_size(ncol, int(np.ceil(n / ncol)), 2.8, 2.3),
+                 axis_text_x=element_text(rotation=30, ha="right")))
+    return p
+
+
+# ----------------------------------------------------------------------------- 4. sweeps
+
+def fig_sweeps(scores: pd.DataFrame):
+    """Hyperparameter sweeps: bio, batch and overall (within-method scaled) vs setting for
+    each method with more than one setting; seeds as points, the mean over seeds as a line
+    (one colour per dataset); failed runs are crosses at 0."""
+    if is_empty(scores):
+        return None
+    s = with_run_status(fully_labelled(scores))
+    n_settings = s.groupby("method")["setting"].nunique()
+    s = s[s["method"].isin(n_settings[n_settings > 1].index)]
+    if s.empty:
+        return None
+    long = s.melt(id_vars=["dataset", "method", "setting", "seed", "status"], value_vars=COMPOSITES,
+                  var_name="score")
+    long.loc[long["status"] == "failed", "value"] = 0.0
+    long["setting"] = ordered_categorical(long["setting"])
+    long["score"] = ordered_categorical(long["score"], COMPOSITES)
+    means = (long[long["status"] == "ok"].groupby(["dataset", "method", "setting", "score"], observed=True)
+             ["value"].mean().reset_index())
+    n_methods = long["method"].nunique()
+    p = (ggplot(long, aes("setting", "value", color="dataset"))
+         + geom_point(aes(shape="status"), size=2, alpha=0.8)
+         + geom_line(aes(group="dataset"), data=means)
+         + facet_grid("score ~ method", scales="free_x")
+         + scale_shape_manual(values=STATUS_SHAPES)
+         + labs(x="setting", y="score (scaled within method)", shape="run status")
+         + theme_bw()
+         + theme(figure_size=figure_size(n_methods, 3, 3.0, 2.2),
+                 axis_text_x=element_text(rotation=45, ha="right")))
+    return p
+
+
+def sysvi_rows(scores: pd.DataFrame) -> pd.DataFrame:
+    """Fully labelled runs of the sysVI family methods present in ``scores``."""
+    s = with_run_status(fully_labelled(scores))
+    return s[s["method"].isin(SYSVI_FAMILY)]
+
+
+def fig_sysvi_sweep(scores: pd.DataFrame):
+    """sysVI Fig. 2a: NMI-fixed and iLISI, each min-max scaled to [0, 1] per dataset over all
+    sysVI-family runs, vs the setting (e.g. KL weight); seeds as points, average as a line."""
+    if is_empty(scores) or not {"nmi_fixed", "ilisi"} <= set(scores.columns):
+        return None
+    s = sysvi_rows(scores)
+    if s.empty:
+        return None
+    long = s.melt(id_vars=["dataset", "method", "setting", "seed", "status"], value_vars=["nmi_fixed", "ilisi"],
+                  var_name="metric")
+    long["value"] = long.groupby(["dataset", "metric"])["value"].transform(scale_min_max)
+    long.loc[long["status"] == "failed", "value"] = 0.0
+    long = long[long["value"].notna()]
+    if long.empty:
+        return None
+    long["setting"] = ordered_categorical(long["setting"])
+    long["method"] = ordered_categorical(long["method"], [m for m in SYSVI_FAMILY if m in set(long["method"])])
+    means = (long[long["status"] == "ok"].groupby(["dataset", "method", "setting", "metric"], observed=True)
+             ["value"].mean().reset_index())
+    n_methods, n_datasets = long["method"].nunique(), long["dataset"].nunique()
+    p = (ggplot(long, aes("setting", "value", color="metric"))
+         + geom_point(aes(shape="status"), size=2, alpha=0.8)
+         + geom_line(aes(group="metric"), data=means)
+         + facet_grid("dataset ~ method", scales="free_x")
+         + scale_shape_manual(values=STATUS_SHAPES)
+         + labs(x="setting", y="score scaled to [0, 1] per metric", color="metric (avg. = line)",
+                shape="run status")
+         + theme_bw()
+         + theme(figure_size=figure_size(n_methods, n_datasets, 2.8, 2.4),
+                 axis_text_x=element_text(rotation=45, ha="right")))
+    return p
+
+
+def fig_sysvi_nmi_ilisi(scores: pd.DataFrame):
+    """sysVI Fig. 3: NMI-fixed vs iLISI per model (panels); seeds as small circles, the
+    average per setting as a cross, coloured by setting; failed runs counted in a red label."""
+    if is_empty(scores) or not {"nmi_fixed", "ilisi"} <= set(scores.columns):
+        return None
+    s = sysvi_rows(scores)
+    if s.empty:
+        return None
+    s = s[["dataset", "method", "setting", "seed", "status", "nmi_fixed", "ilisi"]].copy()
+    s["setting"] = ordered_categorical(s["setting"])
+    s["method"] = ordered_categorical(s["method"], [m for m in SYSVI_FAMILY if m in set(s["method"])])
+    s["kind"] = "seed"
+    ok = s[s["status"] == "ok"]
+    means = ok.groupby(["dataset", "method", "setting"], observed=True)[["nmi_fixed", "ilisi"]].mean().reset_index()
+    means["kind"] = "average"
+    means["status"] = "ok"
+    failed = (s[s["status"] == "failed"].groupby(["dataset", "method"], observed=True).size()
+              .rename("n").reset_index())
+    failed["label"] = failed["n"].map(lambda k: f"× {k} failed run(s)")
+    failed["ilisi"] = ok["ilisi"].min() if len(ok) else 0.0
+    failed["nmi_fixed"] = ok["nmi_fixed"].min() if len(ok) else 0.0
+    failed["status"] = "failed"
+    data = pd.concat([s, means, failed.assign(kind="failed")], ignore_index=True)
+    n_methods, n_datasets = s["method"].nunique(), s["dataset"].nunique()
+    p = (ggplot(data, aes("ilisi", "nmi_fixed"))
+         + geom_point(aes(color="setting"), data=lambda d: d[(d["kind"] == "seed") & (d["status"] == "ok")],
+                      size=1.5, alpha=0.7)
+         + geom_point(aes(color="setting"), data=lambda d: d[d["kind"] == "average"], shape="x", size=4,
+                      stroke=1.2)
+         + geom_text(aes(label="label"), data=lambda d: d[d["kind"] == "failed"], color=FAILED_COLOUR,
+                     size=7, ha="left", va="bottom")
+         + facet_grid("dataset ~ method")
+         + labs(x="iLISI (batch correction)", y="NMI fixed (bio conservation)",
+                color="setting (× = average)")
+         + theme_bw()
+         + theme(figure_size=figure_size(n_methods, n_datasets, 2.8, 2.6)))
+    return p
+
+
+# ----------------------------------------------------------------------------- 5. UMAP grids
+
+def umap_figure(umap: pd.DataFrame, colour_by: str):
+    """UMAP grid (datasets x methods) of representative runs coloured by ``colour_by``;
+    a failed representative run is an empty panel reading "failed"."""
+    if is_empty(umap):
+        return None
+    u = with_run_status(umap)
+    ok = u[u["status"] == "ok"]
+    failed = u[u["status"] == "failed"].drop_duplicates(["dataset", "method"]).copy()
+    failed["x"], failed["y"] = 0.0, 0.0
+    failed["text"] = "× failed"
+    data = pd.concat([ok.assign(text=""), failed], ignore_index=True)
+    data[colour_by] = data[colour_by].astype(str)
+    point_size = 0.3 if len(ok) > 2000 else 0.8
+    n_methods, n_datasets = data["method"].nunique(), data["dataset"].nunique()
+    n_levels = ok[colour_by].nunique()
+    p = (ggplot(data, aes("x", "y"))
+         + geom_point(aes(color=colour_by), data=lambda d: d[d["status"] == "ok"], size=point_size, alpha=0.6,
+                      stroke=0)
+         + geom_text(aes(label="text"), data=lambda d: d[d["status"] == "failed"], color=FAILED_COLOUR, size=10)
+         + facet_grid("dataset ~ method", scales="free")
+         + guides(color=guide_legend(override_aes={"size": 3, "alpha": 1},
+                                     ncol=1 if n_levels <= 20 else 2))
+         + labs(x="UMAP 1", y="UMAP 2", color=colour_by)
+         + theme_bw()
+         + theme(figure_size=figure_size(n_methods, n_datasets, 2.6, 2.6, extra_w=3.0),
+                 axis_text=element_blank(), axis_ticks=element_blank(), panel_grid=element_blank()))
+    return p
+
+
+def fig_umap_batch(umap: pd.DataFrame):
+    """UMAP of each method's representative run coloured by batch."""
+    return umap_figure(umap, "batch")
+
+
+def fig_umap_label(umap: pd.DataFrame):
+    """UMAP of each method's representative run coloured by cell type."""
+    return umap_figure(umap, "label")
+
+
+# ----------------------------------------------------------------------------- 6. positives, LISI
+
+def fig_positive_rates(best: pd.DataFrame, runs: pd.DataFrame | None = None):
+    """Positive and true-positive rates (iMAP metric of scDREAMER/scCRAFT) of each method's
+    best setting as bars per dataset; failed methods get a "failed" label at zero."""
+    if is_empty(best):
+        return None
+    cols = find_columns(best, r"positive")
+    if not cols:
+        return None
+    b = best_with_status(best, runs)
+    long = b.melt(id_vars=["dataset", "method", "status"], value_vars=cols, var_name="rate")
+    long.loc[long["status"] == "failed", "value"] = 0.0
+    long = long[long["value"].notna()].copy()
+    if long.empty:
+        return None
+    long["rate"] = ordered_categorical(long["rate"], cols)
+    long["text"] = np.where(long["status"] == "failed", "×failed", "")
+    n = long["dataset"].nunique()
+    n_methods = long["method"].nunique()
+    dodge = position_dodge(width=0.8)
+    p = (ggplot(long, aes("method", "value", fill="rate"))
+         + geom_col(position=dodge, width=0.75)
+         + geom_text(aes(label="text"), data=lambda d: d[d["status"] == "failed"].drop_duplicates(
+             ["dataset", "method"]), y=0.04, color=FAILED_COLOUR, size=7, angle=90, va="bottom")
+         + facet_wrap("~dataset", ncol=min(n, 3))
+         + scale_y_continuous(limits=(0, 1.05))
+         + labs(x="", y="rate (best setting, mean over seeds)", fill="")
+         + theme_bw()
+         + theme(figure_size=figure_size(min(n, 3), int(np.ceil(n / 3)), 0.45 * n_methods + 1.2, 2.8),
+                 axis_text_x=element_text(rotation=45, ha="right")))
+    return p
+
+
+def fig_lisi_boxplots(lisi_percell: pd.DataFrame, best: pd.DataFrame | None = None,
+                      runs: pd.DataFrame | None = None):
+    """Per-cell iLISI and cLISI of the representative runs as box plots (rows: metric,
+    columns: dataset); methods whose runs failed are marked "failed" on the axis."""
+    if is_empty(lisi_percell):
+        return None
+    long = lisi_percell.copy()
+    long["status"] = "ok"
+    if not is_empty(best):
+        b = best_with_status(best, runs)
+        failed = b[b["status"] == "failed"]
+        if len(failed):
+            metrics = sorted(long["metric"].unique())
+            fails = pd.DataFrame([{"dataset": d, "method": m, "metric": k, "value": np.nan, "status": "failed"}
+                                  for d, m in failed[["dataset", "method"]].itertuples(index=False)
+                                  for k in metrics])
+            long = pd.concat([long, fails], ignore_index=True)
+    long["text_y"] = long.groupby("metric")["value"].transform("min").fillna(1.0)
+    n_datasets, n_methods = long["dataset"].nunique(), long["method"].nunique()
+    p = (ggplot(long, aes("method", "value", fill="method"))
+         + geom_boxplot(data=lambda d: d[d["status"] == "ok"], outlier_size=0.3, outlier_alpha=0.3,
+                        show_legend=False)
+         + geom_text(aes(y="text_y", label="status"), data=lambda d: d[d["status"] == "failed"].drop_duplicates(
+             ["dataset", "method", "metric"]), color=FAILED_COLOUR, size=8, va="bottom")
+         + facet_grid("metric ~ dataset", scales="free_y")
+         + labs(x="", y="per-cell LISI (representative run)")
+         + theme_bw()
+         + theme(figure_size=figure_size(n_datasets, 2, 0.45 * n_methods + 1.0, 2.4),
+                 axis_text_x=element_text(rotation=45, ha="right")))
+    return p
+
+
+# ----------------------------------------------------------------------------- 7. scaling
+
+def fit_exponent(n_cells: pd.Series, values: pd.Series) -> float:
+    """Slope of log(values) on log(n_cells) (NaN with fewer than two positive sizes)."""
+    keep = (n_cells > 0) & (values > 0) & values.notna()
+    if n_cells[keep].nunique() < 2:
+        return float("nan")
+    return float(np.polyfit(np.log(n_cells[keep].astype(float)), np.log(values[keep].astype(float)), 1)[0])
+
+
+def scaling_exponents(scaling: pd.DataFrame) -> pd.DataFrame:
+    """Per method: runtime and memory exponents, from the table's exponent_s/exponent_mem
+    when given, else fitted here on the successful runs of the method's most used device."""
+    rows = []
+    for method, grp in scaling.groupby("method"):
+        ok = grp[grp["status"] == "ok"]
+        exp_s = grp["exponent_s"].dropna().iloc[0] if grp.get("exponent_s", pd.Series()).notna().any() else None
+        exp_m = (grp["exponent_mem"].dropna().iloc[0]
+                 if grp.get("exponent_mem", pd.Series()).notna().any() else None)
+        if (exp_s is None or exp_m is None) and len(ok):
+            main = ok[ok["device"] == ok["device"].mode().iloc[0]]
+            exp_s = fit_exponent(main["n_cells"], main["s"]) if exp_s is None else exp_s
+            exp_m = fit_exponent(main["n_cells"], main["max_rss_mb"]) if exp_m is None else exp_m
+        rows.append({"method": method, "exponent_s": exp_s, "exponent_mem": exp_m})
+    return pd.DataFrame(rows)
+
+
+def exponent_label(method: str, exp_s: float | None, exp_m: float | None) -> str:
+    """Legend label "method (time ~ n^a, mem ~ n^b)"; unknown exponents are left out."""
+    parts = [f"{what} ~ n^{e:.2f}" for what, e in (("time", exp_s), ("mem", exp_m))
+             if e is not None and np.isfinite(e)]
+    return f"{method} ({', '.join(parts)})" if parts else method
+
+
+def fig_scaling(scaling: pd.DataFrame):
+    """Runtime and peak memory (RAM; GPU when recorded) vs number of cells, log-log, one line
+    per method and device; device by point shape; fitted exponents in the legend labels;
+    failed sizes are red crosses at the bottom of the panel."""
+    if is_empty(scaling):
+        return None
+    sc = with_run_status(scaling)
+    sc["device"] = sc["device"].fillna("cpu").astype(str)
+    exps = scaling_exponents(sc).set_index("method")
+    sc["method_label"] = [exponent_label(m, exps.at[m, "exponent_s"], exps.at[m, "exponent_mem"])
+                          for m in sc["method"]]
+    quantities = {"runtime (s)": "s", "peak RAM (MB)": "max_rss_mb"}
+    if "peak_gpu_mb" in sc.columns and sc["peak_gpu_mb"].notna().any():
+        quantities["peak GPU memory (MB)"] = "peak_gpu_mb"
+    long = pd.concat([sc.assign(quantity=q, value=sc[c]) for q, c in quantities.items()], ignore_index=True)
+    long = long[(long["status"] == "failed") | (long["value"] > 0)].copy()
+    floor = long[long["status"] == "ok"].groupby("quantity")["value"].min()
+    failed = long["status"] == "failed"
+    long.loc[failed, "value"] = long.loc[failed, "quantity"].map(floor).fillna(1.0)
+    long = long[long["value"].notna()]
+    if long.empty:
+        return None
+    long["quantity"] = ordered_categorical(long["quantity"], list(quantities))
+    long["line"] = long["method"] + "/" + long["device"]
+    shapes = {d: DEVICE_SHAPES.get(d, "D") for d in long["device"].unique()}
+    p = (ggplot(long, aes("n_cells", "value", color="method_label"))
+         + geom_line(aes(group="line"), data=lambda d: d[d["status"] == "ok"])
+         + geom_point(aes(shape="device"), data=lambda d: d[d["status"] == "ok"], size=2.5)
+         + geom_point(data=lambda d: d[d["status"] == "failed"], shape="x", size=4, color=FAILED_COLOUR)
+         + geom_text(aes(label="status"), data=lambda d: d[d["status"] == "failed"], color=FAILED_COLOUR,
+                     size=7, va="bottom", nudge_y=0.08)
+         + facet_wrap("~quantity", scales="free_y", ncol=len(quantities))
+         + scale_x_log10()
+         + scale_y_log10()
+         + scale_shape_manual(values=shapes)
+         + labs(x="number of cells", y="", color="method (fitted log-log slope)", shape="device")
+         + theme_bw()
+         + theme(figure_size=figure_size(len(quantities), 1, 3.2, 3.2, extra_w=4.5),
+                 legend_position="bottom", legend_direction="vertical"))
+    return p
+
+
+# ----------------------------------------------------------------------------- 8. missing labels
+
+def at_best_setting(scores: pd.DataFrame, best: pd.DataFrame | None) -> pd.DataFrame:
+    """Runs of each dataset x method's best setting (all runs where best.tsv has none)."""
+    if is_empty(best):
+        return scores
+    chosen = best.dropna(subset=["best_setting"]).set_index(["dataset", "method"])["best_setting"].to_dict()
+    keep = [chosen.get((d, m), s) == s for d, m, s in scores[["dataset", "method", "setting"]].itertuples(index=False)]
+    return scores[keep]
+
+
+def fig_missing_labels(scores: pd.DataFrame, best: pd.DataFrame | None = None):
+    """Semi-supervised runs of the best setting: composite (overall) and macro-F1 of the hidden
+    labels vs share of labels missing, per method; seeds as points, mean as a line; failed
+    runs crosses at 0."""
+    if is_empty(scores):
+        return None
+    s = with_run_status(at_best_setting(supervised_rows(scores), best))
+    if s.empty:
+        return None
+    f1_cols = find_columns(s, r"macro_?f1|f1_?macro")
+    value_cols = {"overall": "composite (overall)"}
+    if f1_cols:
+        value_cols[f1_cols[0]] = "macro-F1 (hidden labels)"
+    long = s.melt(id_vars=["dataset", "method", "setting", "seed", "label_missing", "status"],
+                  value_vars=list(value_cols), var_name="score")
+    long["score"] = ordered_categorical(long["score"].map(value_cols), list(value_cols.values()))
+    long.loc[long["status"] == "failed", "value"] = 0.0
+    long = long[long["value"].notna()]
+    if long.empty:
+        return None
+    means = (long[long["status"] == "ok"].groupby(["dataset", "method", "label_missing", "score"], observed=True)
+             ["value"].mean().reset_index())
+    n_datasets = long["dataset"].nunique()
+    p = (ggplot(long, aes("label_missing", "value", color="method"))
+         + geom_point(aes(shape="status"), size=2, alpha=0.8)
+         + geom_line(aes(group="method"), data=means)
+         + facet_grid("score ~ dataset", scales="free_y")
+         + scale_shape_manual(values=STATUS_SHAPES)
+         + scale_x_continuous(labels=lambda v: [f"{x:.0%}" for x in v])
+         + labs(x="share of labels missing", y="", shape="run status")
+         + theme_bw()
+         + theme(figure_size=figure_size(n_datasets, len(value_cols), 3.0, 2.4)))
+    return p
+
+
+# ----------------------------------------------------------------------------- the catalogue
+
+# name -> (function, description). Names are stable file stems (FIGDIR/<name>.png/.pdf)
+# that the Snakefile registers with report(); captions live in reports/rst/<name>.rst.
+FIGURES: dict[str, tuple[Callable, str]] = {
+    "summary_table": (fig_summary_table, "scIB-style summary: methods ranked, circles per metric, bars for "
+                                         "bio / batch / overall"),
+    "bio_batch": (fig_bio_batch, "Bio conservation vs batch correction per dataset"),
+    "metric_dots": (fig_metric_dots, "Each metric across datasets (best setting per method)"),
+    "sweeps": (fig_sweeps, "Hyperparameter sweeps: composite scores vs setting, seeds as points, mean line"),
+    "sysvi_sweep": (fig_sysvi_sweep, "sysVI family: scaled NMI-fixed and iLISI vs setting (sysVI Fig. 2a)"),
+    "sysvi_nmi_ilisi": (fig_sysvi_nmi_ilisi, "sysVI family: NMI-fixed vs iLISI per model (sysVI Fig. 3)"),
+    "umap_batch": (fig_umap_batch, "UMAP of representative runs coloured by batch"),
+    "umap_label": (fig_umap_label, "UMAP of representative runs coloured by cell type"),
+    "positive_rates": (fig_positive_rates, "Positive and true-positive rates per method"),
+    "lisi_boxplots": (fig_lisi_boxplots, "Per-cell iLISI and cLISI of representative runs"),
+    "scaling": (fig_scaling, "Runtime and peak memory vs number of cells (log-log), CPU and GPU"),
+    "missing_labels": (fig_missing_labels, "Composite and macro-F1 vs share of missing labels"),
+}

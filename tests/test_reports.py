@@ -1,0 +1,517 @@
+"""Tests of the reports stage: figures, UMAP coordinates, HTML report and CLI, all drawn
+from a small synthetic but contract-shaped set of tables (docs/contracts.md "Tables")."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+DATASETS = ["sim_a", "sim_b"]
+# method -> (settings, supervised); bbknn is the graph method (no embedding metrics)
+METHODS = {
+    "unintegrated": (["default"], False),
+    "bbknn": (["neighbors_within_batch-3", "neighbors_within_batch-10"], False),
+    "cvae": (["kl_weight-1", "kl_weight-1.5", "kl_weight-5"], False),
+    "scdreamer_sup": (["default", "lr-0.001"], True),
+}
+SEEDS = [0, 1]
+LABEL_MISSING = [0.0, 0.2, 0.5]
+BIO = ["nmi", "ari", "asw_label", "clisi", "nmi_fixed"]
+BATCH = ["ilisi", "asw_batch", "graph_connectivity"]
+OTHER = ["positive_rate", "true_positive_rate", "macro_f1"]
+EMBEDDING_ONLY = {"asw_label", "asw_batch"}
+# the failures the report must show: one seed of one setting, and a method failing on a dataset
+FAILED_SEED = ("sim_a", "cvae", "kl_weight-5", 1)
+FAILED_METHOD = ("sim_b", "scdreamer_sup")
+FAILED_ERROR = "TrainingDivergedError: NaN in loss term kl at epoch 3"
+OOM_ERROR = "out of memory: cannot allocate 2.1 GiB"
+
+
+def is_failed(dataset: str, method: str, setting: str, seed: int) -> bool:
+    return (dataset, method, setting, seed) == FAILED_SEED or (dataset, method) == FAILED_METHOD
+
+
+def make_runs_scores(out: Path, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """runs.tsv and scores.tsv rows for every dataset x method x setting x seed (x label share)."""
+    runs, scores = [], []
+    for dataset in DATASETS:
+        for method, (settings, supervised) in METHODS.items():
+            shares = LABEL_MISSING if supervised else [0.0]
+            for setting in settings:
+                for share in shares:
+                    for seed in SEEDS:
+                        failed = is_failed(dataset, method, setting, seed)
+                        tag = f"_lm{share}" if share else ""
+                        path = out / "runs" / dataset / method / f"{setting}{tag}" / f"seed{seed}" / "run.h5ad"
+                        error = (OOM_ERROR if method == FAILED_METHOD[1] else FAILED_ERROR) if failed else ""
+                        runs.append({"dataset": dataset, "method": method, "setting": setting, "seed": seed,
+                                     "label_missing": share, "status": "failed" if failed else "ok",
+                                     "error": error, "device": "cuda" if method == "cvae" else "cpu",
+                                     "epochs": 10 if method in ("cvae", "scdreamer_sup") else np.nan,
+                                     "wall_s": round(rng.uniform(2, 50), 2), "integrate_s": 1.0,
+                                     "peak_rss_mb": rng.uniform(300, 900), "peak_gpu_mb": np.nan,
+                                     "run_path": str(path)})
+                        row = {"dataset": dataset, "method": method, "setting": setting, "seed": seed,
+                               "label_missing": share, "status": "failed" if failed else "ok", "error": error}
+                        for metric in BIO + BATCH + OTHER:
+                            value = rng.uniform(0.2, 0.95)
+                            if failed or (method == "bbknn" and metric in EMBEDDING_ONLY):
+                                value = np.nan
+                            if metric == "macro_f1" and (not supervised or share == 0):
+                                value = np.nan
+                            row[metric] = value
+                        scores.append(row)
+    scores = pd.DataFrame(scores)
+    scores["bio"] = scores[BIO].mean(axis=1, skipna=True)
+    scores["batch"] = scores[BATCH].mean(axis=1, skipna=True)
+    scores["overall"] = 0.6 * scores["bio"] + 0.4 * scores["batch"]
+    for metric in BIO + BATCH + OTHER:
+        scores[f"scaled_{metric}"] = scores.groupby(["dataset", "method"])[metric].transform(
+            lambda v: (v - v.min()) / (v.max() - v.min()) if v.max() > v.min() else v * 0 + 1)
+    cols = ["dataset", "method", "setting", "seed", "label_missing", "status", "error", "bio", "batch", "overall"]
+    scores = scores[cols + [c for c in scores.columns if c not in cols]]
+    return pd.DataFrame(runs), scores
+
+
+def make_best(scores: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """best.tsv: best setting by mean overall, median seed, across-method scaled composites."""
+    rows = []
+    for (dataset, method), grp in scores[scores["label_missing"] == 0].groupby(["dataset", "method"]):
+        n_failed = int((grp["status"] == "failed").sum())
+        ok = grp[grp["status"] == "ok"]
+        row = {"dataset": dataset, "method": method, "n_seeds": len(SEEDS), "n_failed": n_failed}
+        if ok.empty:
+            row.update(best_setting=np.nan, representative_seed=np.nan, representative_run=np.nan)
+            rows.append(row)
+            continue
+        setting = ok.groupby("setting")["overall"].mean().idxmax()
+        best_runs = ok[ok["setting"] == setting].sort_values("overall")
+        rep = best_runs.iloc[(len(best_runs) - 1) // 2]
+        run_path = runs[(runs["dataset"] == dataset) & (runs["method"] == method) & (runs["setting"] == setting)
+                        & (runs["seed"] == rep["seed"]) & (runs["label_missing"] == 0)]["run_path"].iloc[0]
+        row.update(best_setting=setting, representative_seed=int(rep["seed"]), representative_run=run_path,
+                   within_overall=best_runs["overall"].mean())
+        row.update({m: best_runs[m].mean() for m in BIO + BATCH + OTHER})
+        rows.append(row)
+    best = pd.DataFrame(rows)
+    for comp, metrics in (("bio", BIO), ("batch", BATCH)):
+        scaled = best.groupby("dataset")[metrics].transform(lambda v: (v - v.min()) / (v.max() - v.min()))
+        best[comp] = scaled.mean(axis=1)
+    best["overall"] = 0.6 * best["bio"] + 0.4 * best["batch"]
+    best["combined_5050"] = 0.5 * best["bio"] + 0.5 * best["batch"]
+    best["rank"] = best.groupby("dataset")["overall"].rank(ascending=False)
+    cols = ["dataset", "method", "best_setting", "representative_seed", "representative_run", "n_seeds",
+            "n_failed", "within_overall", "bio", "batch", "overall", "combined_5050", "rank"]
+    return best[cols + BIO + BATCH + OTHER]
+
+
+def make_scaling(rng: np.random.Generator) -> pd.DataFrame:
+    """3 sizes x 2 methods, CPU and GPU, the largest GPU size failed (out of memory)."""
+    rows = []
+    for method, device, exp in (("unintegrated", "cpu", 1.0), ("cvae", "cuda", 0.8)):
+        for n in (1000, 10000, 100000):
+            failed = method == "cvae" and n == 100000
+            rows.append({"dataset": "sim_a", "method": method, "n_cells": n, "device": device,
+                         "status": "failed" if failed else "ok", "error": OOM_ERROR if failed else "",
+                         "s": np.nan if failed else 0.01 * n ** exp * rng.uniform(0.9, 1.1),
+                         "max_rss_mb": np.nan if failed else 200 + 0.01 * n,
+                         "peak_gpu_mb": (np.nan if failed else 50 + 0.002 * n) if device == "cuda" else np.nan})
+    scaling = pd.DataFrame(rows)
+    scaling["exponent_s"] = np.nan
+    scaling["exponent_mem"] = np.nan
+    return scaling
+
+
+def make_percell(best: pd.DataFrame, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """lisi_percell.tsv.gz and a umap coordinates table for the representative runs."""
+    lisi, umap = [], []
+    for row in best.itertuples(index=False):
+        if pd.isna(row.best_setting):
+            umap.append({"dataset": row.dataset, "method": row.method, "cell": "", "x": np.nan, "y": np.nan,
+                         "batch": "", "label": "", "status": "failed", "error": OOM_ERROR})
+            continue
+        for metric in ("ilisi", "clisi"):
+            for v in rng.uniform(1, 2, 60):
+                lisi.append({"dataset": row.dataset, "method": row.method, "seed": row.representative_seed,
+                             "setting": row.best_setting, "metric": metric, "value": round(v, 3)})
+        for i in range(80):
+            umap.append({"dataset": row.dataset, "method": row.method, "cell": f"cell{i}",
+                         "x": rng.normal(i % 4 * 3), "y": rng.normal(), "batch": f"Batch{i % 2 + 1}",
+                         "label": f"Group{i % 4 + 1}", "status": "ok", "error": ""})
+    return pd.DataFrame(lisi), pd.DataFrame(umap)
+
+
+def write_small_tables(out: Path) -> Path:
+    """Write every table of a small study into ``out/tables`` and return that folder."""
+    rng = np.random.default_rng(0)
+    tables = out / "tables"
+    tables.mkdir(parents=True, exist_ok=True)
+    runs, scores = make_runs_scores(out, rng)
+    best = make_best(scores, runs)
+    metric_type = {**dict.fromkeys(BIO, "bio"), **dict.fromkeys(BATCH, "batch"), **dict.fromkeys(OTHER, "other")}
+    metrics = scores.melt(id_vars=["dataset", "method", "setting", "seed", "label_missing", "status"],
+                          value_vars=BIO + BATCH + OTHER, var_name="metric")
+    metrics["metric_type"] = metrics["metric"].map(metric_type)
+    metrics["na_reason"] = np.where(metrics["value"].isna(), "run failed", "")
+    ok_best = best[best["overall"].notna()]
+    summary = ok_best.groupby("method")[["overall", "bio", "batch"]].mean().reset_index()
+    summary["rank"] = summary["overall"].rank(ascending=False).astype(int)
+    summary["n_datasets"] = ok_best.groupby("method").size().values
+    lisi, umap = make_percell(best, rng)
+    runs.to_csv(tables / "runs.tsv", sep="\t", index=False)
+    scores.to_csv(tables / "scores.tsv", sep="\t", index=False)
+    metrics.to_csv(tables / "metrics.tsv", sep="\t", index=False)
+    best.to_csv(tables / "best.tsv", sep="\t", index=False)
+    summary.to_csv(tables / "summary.tsv", sep="\t", index=False)
+    make_scaling(rng).to_csv(tables / "scaling.tsv", sep="\t", index=False)
+    lisi.to_csv(tables / "lisi_percell.tsv.gz", sep="\t", index=False)
+    umap.to_csv(tables / "umap.tsv.gz", sep="\t", index=False)
+    return tables
+
+
+def is_png(path: Path) -> bool:
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def small_tables(tmp_path_factory) -> Path:
+    return write_small_tables(tmp_path_factory.mktemp("study"))
+
+
+@pytest.fixture(scope="module")
+def tables(small_tables):
+    from reports.tables import read_tables
+
+    return read_tables(small_tables)
+
+
+# ----------------------------------------------------------------------------- tables
+
+def test_read_tables_reads_every_table(small_tables, tables):
+    from reports.tables import TABLE_FILES
+
+    assert set(tables) == set(TABLE_FILES)
+    assert tables["best"]["best_setting"].map(type).eq(str).sum() == tables["best"]["best_setting"].notna().sum()
+    assert pd.api.types.is_numeric_dtype(tables["scores"]["batch"])  # the batch score, not a batch name
+
+
+def test_table_missing_column_is_an_error_naming_file_and_column(tmp_path):
+    from reports.tables import read_tables
+
+    pd.DataFrame({"dataset": ["d"], "method": ["m"], "bio": [0.5]}).to_csv(tmp_path / "best.tsv", sep="\t",
+                                                                          index=False)
+    with pytest.raises(ValueError, match=r"best\.tsv: missing column\(s\) best_setting, batch, overall"):
+        read_tables(tmp_path)
+
+
+def test_table_bad_status_is_an_error(tmp_path):
+    from reports.tables import read_tables
+
+    pd.DataFrame({"dataset": ["d"], "method": ["m"], "setting": ["s"], "seed": [0], "status": ["crashed"],
+                  "error": [""]}).to_csv(tmp_path / "runs.tsv", sep="\t", index=False)
+    with pytest.raises(ValueError, match="runs.tsv: column 'status' has value.s. crashed"):
+        read_tables(tmp_path)
+
+
+def test_natural_key_orders_numbers_in_setting_slugs():
+    from reports.figures import natural_key
+
+    slugs = ["kl_weight-5", "kl_weight-10", "kl_weight-1.5", "kl_weight-1", "default"]
+    assert sorted(slugs, key=natural_key) == ["default", "kl_weight-1", "kl_weight-1.5", "kl_weight-5",
+                                              "kl_weight-10"]
+
+
+# ----------------------------------------------------------------------------- figures
+
+def figure_names():
+    from reports.figures import FIGURES
+
+    return list(FIGURES)
+
+
+def failed_in_plot(plot) -> bool:
+    """Failed runs are in the plotted data (status column) or named on the y axis."""
+    if "status" in plot.data.columns and (plot.data["status"] == "failed").any():
+        return True
+    labels = plot.scales.get_scales("y").labels if plot.scales.get_scales("y") else []
+    return any("failed" in str(label) for label in (labels or []))
+
+
+@pytest.mark.parametrize("name", figure_names())
+def test_figure_renders_and_shows_failed_runs(name, tables, rendered):
+    from reports.figures import FIGURES
+    from reports.render import call_with_tables
+
+    plot = call_with_tables(FIGURES[name][0], tables)
+    assert plot is not None, f"{name} had data but returned None"
+    assert failed_in_plot(plot), f"{name} does not show the failed runs"
+    # the CLI rendering of the same tables (fixture `rendered`) wrote this figure
+    png, pdf = rendered / "figures" / f"{name}.png", rendered / "figures" / f"{name}.pdf"
+    assert is_png(png) and png.stat().st_size > 10_000
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5_000
+    assert not list((rendered / "figures").glob(".*tmp*")), "temporary files left behind"
+
+
+@pytest.mark.parametrize("name", figure_names())
+def test_figure_is_none_without_data(name, tables):
+    from reports.figures import FIGURES
+    from reports.render import call_with_tables
+
+    fn = FIGURES[name][0]
+    assert call_with_tables(fn, {}) is None
+    empty = {k: v.iloc[0:0] for k, v in tables.items()}
+    assert call_with_tables(fn, empty) is None
+
+
+def test_summary_table_ranks_by_summary_overall(tables):
+    from reports.figures import fig_summary_table
+
+    plot = fig_summary_table(tables["best"], tables["metrics"], tables["runs"], tables["summary"])
+    y = plot.scales.get_scales("y")
+    top = [label for _, label in sorted(zip(y.breaks, y.labels), reverse=True)][0]
+    expected = tables["summary"].sort_values("overall", ascending=False)["method"].iloc[0]
+    assert top.split(" ")[0] == expected
+    circles = plot.data[plot.data["kind"] == "circle"]
+    assert circles["value"].dropna().between(0, 1).all()
+    missing = circles[circles["value"].isna()]
+    assert set(missing["method"]) == {"bbknn"} and set(missing["column"]) == EMBEDDING_ONLY
+    # bio metrics come before batch metrics, as in the scIB table
+    assert list(dict.fromkeys(circles.sort_values("x")["column"]))[:5] == BIO
+
+
+def test_sweep_orders_settings_and_marks_failed_seed_at_zero(tables):
+    from reports.figures import fig_sweeps
+
+    plot = fig_sweeps(tables["scores"])
+    assert list(plot.data["setting"].cat.categories[:3]) == ["default", "kl_weight-1", "kl_weight-1.5"]
+    dataset, method, setting, seed = FAILED_SEED
+    failed = plot.data[(plot.data["dataset"] == dataset) & (plot.data["method"] == method)
+                       & (plot.data["setting"] == setting) & (plot.data["seed"] == seed)]
+    assert len(failed) == 3 and (failed["status"] == "failed").all() and (failed["value"] == 0).all()
+    assert "unintegrated" not in set(plot.data["method"])  # a single setting is no sweep
+
+
+def test_sysvi_sweep_scales_each_metric_to_unit_range(tables):
+    from reports.figures import fig_sysvi_sweep
+
+    ok = fig_sysvi_sweep(tables["scores"]).data.query("status == 'ok'")
+    for _, grp in ok.groupby(["dataset", "metric"]):
+        assert grp["value"].min() == pytest.approx(0) and grp["value"].max() == pytest.approx(1)
+
+
+def test_missing_labels_uses_best_setting_and_shares(tables):
+    from reports.figures import fig_missing_labels
+
+    data = fig_missing_labels(tables["scores"], tables["best"]).data
+    assert set(data["label_missing"]) == set(LABEL_MISSING)
+    best_setting = tables["best"].set_index(["dataset", "method"])["best_setting"][("sim_a", "scdreamer_sup")]
+    assert set(data[data["dataset"] == "sim_a"]["setting"]) == {best_setting}
+    assert "macro-F1 (hidden labels)" in set(data["score"].astype(str))
+
+
+def test_scaling_exponents_fitted_or_taken_from_table(tables):
+    from reports.figures import exponent_label, fit_exponent, scaling_exponents
+
+    n = pd.Series([1e3, 1e4, 1e5])
+    assert fit_exponent(n, 2 * n ** 1.5) == pytest.approx(1.5)
+    assert np.isnan(fit_exponent(n[:1], n[:1]))
+    fitted = scaling_exponents(tables["scaling"]).set_index("method")
+    assert fitted.at["unintegrated", "exponent_s"] == pytest.approx(1.0, abs=0.1)
+    given = tables["scaling"].assign(exponent_s=0.5, exponent_mem=0.25)
+    assert scaling_exponents(given).set_index("method").at["cvae", "exponent_s"] == 0.5
+    assert exponent_label("m", 1.234, None) == "m (time ~ n^1.23)"
+
+
+def test_figure_error_is_reported_not_fatal(tables, tmp_path, monkeypatch):
+    from reports import figures, render
+
+    def broken(best):
+        raise RuntimeError("boom in figure")
+
+    monkeypatch.setitem(figures.FIGURES, "bio_batch", (broken, "a broken figure"))
+    (tmp_path / "bio_batch.png").write_bytes(b"stale")
+    outcomes = {o.name: o for o in render.render_figures(tables, tmp_path, ["bio_batch", "positive_rates"])}
+    assert outcomes["bio_batch"].status == "error" and "boom in figure" in outcomes["bio_batch"].message
+    assert not (tmp_path / "bio_batch.png").exists(), "a stale figure would be shown as current"
+    assert outcomes["positive_rates"].status == "ok"
+
+
+# ----------------------------------------------------------------------------- CLI + HTML
+
+@pytest.fixture(scope="module")
+def rendered(small_tables, tmp_path_factory):
+    from reports.cli import main
+
+    out = tmp_path_factory.mktemp("report")
+    config = out / "config.json"
+    config.write_text(json.dumps({"datasets": DATASETS, "methods": list(METHODS), "seeds": SEEDS}))
+    rc = main(["render", "--tables", str(small_tables), "--out-dir", str(out / "figures"), "--html",
+               str(out / "report.html"), "--config", str(config), "--study-wall-s", "3723.4"])
+    assert rc == 0
+    return out
+
+
+def test_html_embeds_figures_tables_failed_runs_config(rendered):
+    from reports.figures import FIGURES
+    from reports.html import TABLE_SECTIONS
+
+    page = (rendered / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == len(FIGURES)
+    for name in FIGURES:
+        assert f'id="fig-{name}"' in page
+    for name, _, _ in TABLE_SECTIONS:
+        assert f'id="table-{name}"' in page
+    failed = page[page.index('<section id="failed">'):page.index('<section id="tables">')]
+    assert FAILED_ERROR in failed and OOM_ERROR in failed
+    n_failed = 1 + len(METHODS["scdreamer_sup"][0]) * len(LABEL_MISSING) * len(SEEDS)
+    assert f"{n_failed} of " in failed
+    assert "Scaling study: 1 failed run" in failed
+    assert '"scdreamer_sup"' in page  # the config dump
+    assert "1 h 02 min 03 s" in page  # study wall-clock
+    assert "total of run times" in page and "report: plotnine" in page
+    assert "http://" not in page and "https://" not in page  # self-contained, no CDN
+
+
+def test_render_with_only_some_tables_notes_missing_data(small_tables, tmp_path):
+    from reports.cli import main
+
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    (tables / "best.tsv").write_bytes((small_tables / "best.tsv").read_bytes())
+    rc = main(["render", "--tables", str(tables), "--out-dir", str(tmp_path / "fig"), "--html",
+               str(tmp_path / "r.html")])
+    page = (tmp_path / "r.html").read_text()
+    assert rc == 0
+    assert "no data for Hyperparameter sweeps" in page and "no data for Runtime and peak memory" in page
+    assert "UMAP: no representative run file could be read" in page
+    assert "no data for UMAP of representative runs coloured by batch" in page
+    assert is_png(tmp_path / "fig" / "summary_table.png")
+    assert not (tmp_path / "fig" / "scaling.png").exists()
+
+
+# ----------------------------------------------------------------------------- UMAP
+
+def write_run(path: Path, *, embedding=None, graph=None, status="ok", n=120, seed=0) -> Path:
+    """A minimal run.h5ad as the runner writes it: obs batch/label, X_emb or a graph, run_json."""
+    import anndata as ad
+
+    labels = np.repeat(["T", "B"], n // 2)
+    obs = pd.DataFrame({"batch": np.tile(["b1", "b2"], n // 2), "label": labels},
+                       index=[f"c{i}" for i in range(n)])
+    run = ad.AnnData(obs=obs)
+    if embedding is not None:
+        run.obsm["X_emb"] = embedding.astype(np.float32)
+    if graph is not None:
+        run.obsp["connectivities"] = graph
+        run.obsp["distances"] = graph
+    run.uns["run_json"] = json.dumps({"status": status, "error": "" if status == "ok" else OOM_ERROR,
+                                      "versions": {"numpy": "2.4.6", "torch": f"2.13.{seed}"},
+                                      "git_commit": "abc123"})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run.write_h5ad(path)
+    return path
+
+
+def two_cluster_embedding(n: int, seed: int) -> np.ndarray:
+    """Cell types T and B (first/second half) 10 units apart in 8 dimensions."""
+    rng = np.random.default_rng(seed)
+    emb = rng.normal(size=(n, 8))
+    emb[n // 2:, 0] += 10
+    return emb
+
+
+def test_umap_table_embedding_graph_and_failed_runs(tmp_path):
+    from sklearn.neighbors import kneighbors_graph
+
+    from reports.cli import main
+    from reports.umap import umap_table
+
+    n = 120
+    emb = two_cluster_embedding(n, 0)
+    graph = kneighbors_graph(emb, 10, mode="connectivity", include_self=False)
+    graph = ((graph + graph.T) > 0).astype(np.float32).tocsr()
+    emb_run = write_run(tmp_path / "runs/d/harmony/default/seed0/run.h5ad", embedding=emb)
+    graph_run = write_run(tmp_path / "runs/d/bbknn/default/seed0/run.h5ad", graph=graph)
+    failed_run = write_run(tmp_path / "runs/d/cvae/default/seed0/run.h5ad", status="failed")
+    best = pd.DataFrame({"dataset": "d", "method": ["harmony", "bbknn", "cvae", "scvi"],
+                         "best_setting": ["default", "default", "default", np.nan],
+                         "representative_seed": [0, 0, 0, np.nan],
+                         "representative_run": [str(emb_run), str(graph_run.relative_to(tmp_path)),
+                                                str(failed_run), np.nan],
+                         "overall": [0.5, 0.4, 0.3, np.nan], "bio": 0.5, "batch": 0.5})
+    coords = umap_table(best, max_cells=100, seed=3, base_dirs=[tmp_path])
+    assert list(coords.columns) == ["dataset", "method", "cell", "x", "y", "batch", "label", "status", "error"]
+    by_method = dict(tuple(coords.groupby("method")))
+    for method in ("harmony", "bbknn"):
+        ok = by_method[method]
+        assert len(ok) == 100 and (ok["status"] == "ok").all() and ok[["x", "y"]].notna().all().all()
+        # the two cell types stay apart in the UMAP: centroid gap larger than the spread
+        centroids = ok.groupby("label")[["x", "y"]].mean()
+        gap = np.linalg.norm(centroids.loc["T"] - centroids.loc["B"])
+        spread = ok.groupby("label")[["x", "y"]].std().to_numpy().max()
+        assert gap > 2 * spread, method
+    assert by_method["cvae"]["status"].tolist() == ["failed"] and OOM_ERROR in by_method["cvae"]["error"].iloc[0]
+    assert by_method["scvi"]["status"].tolist() == ["failed"]
+    again = umap_table(best.iloc[:1], max_cells=100, seed=3, base_dirs=[tmp_path])
+    np.testing.assert_array_equal(again[["x", "y"]].to_numpy(), by_method["harmony"][["x", "y"]].to_numpy())
+    # the CLI subcommand writes the same table for the Snakefile (atomically, gzip)
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    best.iloc[:1].to_csv(tables / "best.tsv", sep="\t", index=False)
+    assert main(["umap", "--tables", str(tables), "--out", str(tables / "umap.tsv.gz"), "--max-cells", "100",
+                 "--seed", "3"]) == 0
+    written = pd.read_csv(tables / "umap.tsv.gz", sep="\t")
+    np.testing.assert_allclose(written[["x", "y"]].to_numpy(), again[["x", "y"]].to_numpy(), rtol=1e-5)
+
+
+def test_subsample_index_is_seeded_and_bounded():
+    from reports.umap import subsample_index
+
+    a, b = subsample_index(1000, 50, 1), subsample_index(1000, 50, 1)
+    assert len(a) == 50 and (a == b).all() and (np.diff(a) > 0).all()
+    assert not (subsample_index(1000, 50, 2) == a).all()
+    assert len(subsample_index(30, 50, 1)) == 30
+    with pytest.raises(ValueError, match="max_cells"):
+        subsample_index(10, 0, 1)
+
+
+def test_every_figure_has_a_caption():
+    from reports.figures import FIGURES, RST_DIR
+
+    for name in FIGURES:
+        caption = RST_DIR / f"{name}.rst"
+        assert caption.exists() and len(caption.read_text().split()) >= 15, name
+    assert sorted(p.stem for p in RST_DIR.glob("*.rst")) == sorted(FIGURES)
+
+
+def test_versions_collected_from_run_records(tmp_path):
+    from reports.html import collect_versions
+
+    paths = [write_run(tmp_path / f"r{seed}/run.h5ad", embedding=np.zeros((4, 2)), n=4, seed=seed)
+             for seed in (0, 1)]
+    runs = pd.DataFrame({"run_path": [str(p) for p in paths] + [str(tmp_path / "missing/run.h5ad")]})
+    versions = collect_versions(runs, {"R": "4.2.2"})
+    assert versions["numpy"] == "2.4.6" and versions["torch"] == "2.13.0, 2.13.1"
+    assert versions["git commit of runs"] == "abc123" and versions["R"] == "4.2.2"
+    assert "report: pandas" in versions
+
+
+def test_cli_bad_input_is_one_clear_error(tmp_path):
+    from reports.cli import main
+
+    with pytest.raises(SystemExit, match="tables folder .*nowhere does not exist"):
+        main(["render", "--tables", str(tmp_path / "nowhere"), "--out-dir", str(tmp_path), "--html",
+              str(tmp_path / "r.html")])
+    (tmp_path / "scaling.tsv").write_text("dataset\tmethod\nd\tm\n")
+    with pytest.raises(SystemExit, match=r"scaling\.tsv: missing column\(s\) n_cells"):
+        main(["render", "--tables", str(tmp_path), "--out-dir", str(tmp_path), "--html", str(tmp_path / "r.html")])
+    assert not (tmp_path / "r.html").exists()
