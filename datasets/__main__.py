@@ -63,28 +63,17 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     write_h5ad_atomic(adata, args.out)
 
 
-def load_registry_entry(registry: Path, name: str) -> dict:
-    """The entry ``name`` of the dataset registry YAML (top level or under ``datasets:``)."""
-    import yaml
+def cmd_download(args: argparse.Namespace) -> None:
+    import logging
 
+    from datasets.download import fetch, load_registry
     from datasets.ingest import DataError
 
-    if not registry.is_file():
-        raise DataError(f"dataset registry '{registry}' does not exist")
-    with open(registry) as handle:
-        content = yaml.safe_load(handle) or {}
-    entries = content.get("datasets", content) if isinstance(content, dict) else {}
-    if not isinstance(entries, dict) or name not in entries:
-        known = ", ".join(sorted(entries)) if isinstance(entries, dict) else "(none)"
-        raise DataError(f"dataset '{name}' is not in registry '{registry}'; known: {known}")
-    return entries[name]
-
-
-def cmd_download(args: argparse.Namespace) -> None:
-    from datasets.download import fetch
-
-    entry = load_registry_entry(Path(args.registry), args.name)
-    fetch(args.name, entry, Path(args.out), Path(args.lock))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    registry = load_registry(Path(args.registry))
+    if args.name not in registry:
+        raise DataError(f"{args.registry}: no dataset '{args.name}'; known: {', '.join(sorted(registry))}")
+    fetch(args.name, registry[args.name], Path(args.out), Path(args.lock), registry=registry)
 
 
 def cmd_preprocess(args: argparse.Namespace) -> None:
@@ -157,11 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from datasets.download import DownloadError, RegistryError
     from datasets.ingest import DataError
 
     try:
         args.func(args)
-    except DataError as err:
+    except (DataError, DownloadError, RegistryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_DATA_ERROR
     return 0

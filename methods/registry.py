@@ -77,6 +77,30 @@ METHODS: dict[str, MethodSpec] = {
         "balanced_minibatches": False, "low_resolution": 0.5, "high_resolution": 7.0,
         "cluster_method": "leiden", "high_res_scope": "global", "n_neighbors": 15, "latent": "sample",
         "pca_dims": 50}, description="VAE + multi-domain GAN + dual-resolution triplet loss (torch)"),
+    # --- sysVI family (one cVAE with switches), DAVAE, scvi-tools SysVI ---
+    **{name: MethodSpec("methods.sysvi", "embedding", "lognorm", "torch", gpu=True, defaults={
+        "n_latent": 15, "n_hidden": 256, "n_layers": 2, "dropout": 0.1, "prior": prior,
+        "n_prior_components": 5, "trainable_prior": True, "kl_weight": 1.0, "reconstruction_weight": 1.0,
+        "cycle_weight": cycle, "cycle_covariates": "zero", "cycle_distance": "mse_standard", "kappa": kappa,
+        "variant": "paper", "batch_size": 128, "lr": 1e-3, "adam_eps": 0.01, "weight_decay": 1e-6,
+        "max_epochs": None, "train_size": 0.9, "system_key": "system", "use_batch_covariate": "auto"},
+        description=desc)
+       for name, prior, cycle, kappa, desc in [
+           ("cvae", "standard", 0.0, 0.0, "sysVI ablation: conditional VAE, standard prior (torch)"),
+           ("vamp", "vamp", 0.0, 0.0, "sysVI ablation: cVAE + VampPrior (torch)"),
+           ("cyc", "standard", 2.0, 0.0, "sysVI ablation: cVAE + latent cycle-consistency (torch)"),
+           ("sysvi", "vamp", 2.0, 0.0, "sysVI = VampPrior + cycle-consistency (torch, paper code)"),
+           ("adv", "standard", 0.0, 1.0, "sysVI ablation: cVAE + adversarial system classifier (torch)")]},
+    "davae": MethodSpec("methods.davae", "embedding", "counts", "torch", gpu=True, defaults={
+        "domain_lambda": 1.0, "epochs": 20, "batch_size": 128, "lr": 0.01, "hidden_layers": [128, 64, 32],
+        "n_latent": 5, "dropout": 0.1, "classifier_dropout": 0.01, "reference_batch": None,
+        "reconstruction": "code", "reconstruct_all_batches": False, "adversarial_scale_genes": True,
+        "target_sum": 1e6}, description="DAVAE (scbean DACVAE): cVAE + gradient-reversal domain classifier"),
+    "sysvi_scvitools": MethodSpec("methods.sysvi_scvitools", "embedding", "lognorm", "scvi", gpu=True, defaults={
+        "n_latent": 15, "n_hidden": 256, "n_layers": 2, "dropout": 0.1, "prior": "vamp",
+        "n_prior_components": 5, "kl_weight": 1.0, "cycle_weight": 2.0, "batch_size": 128, "lr": 1e-3,
+        "max_epochs": None, "system_key": "system"},
+        description="scvi-tools SysVI (scvi.external.SysVI), reference implementation"),
     # --- end of methods ---
 }
 

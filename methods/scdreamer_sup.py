@@ -13,7 +13,9 @@ here too). Additions, as in the released code (specs/models.md 1.10):
 - the prior is conditioned on the predicted c_hat for every cell, never on the given label
   (the paper describes conditioning on the cell-type label c; code behaviour kept);
 - ``bias_init`` "glorot" (the Sup code initialises biases Glorot-uniform too);
-- predicted labels: argmax of the classifier on the returned embedding (dropout off).
+- predicted labels: argmax of the classifier on the returned embedding (dropout off);
+- missing labels are NaN/None (the runner's contract); the code instead masks the string
+  "NA", which here is an ordinary label.
 """
 
 from __future__ import annotations

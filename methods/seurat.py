@@ -13,9 +13,11 @@ Differences from calling Seurat on a raw object (options/notes):
 - Seurat normally normalizes and selects 2000 features itself; here the benchmark's
   preprocessing (normalize_total 1e4 + log1p, per-batch seurat-flavor HVGs) is reused so every
   method sees the same genes. The sysVI paper did the same (precomputed HVGs).
-- ``IntegrateData`` fails when ``k_weight`` is not smaller than the smallest batch, and anchor
-  filtering needs ``k_filter`` below it; both are lowered to ``smallest batch - 1`` in that case
-  (recorded in ``extra``; the sysVI authors likewise forced k.weight 35-50 for small batches).
+- ``IntegrateData`` fails when ``k_weight`` is not smaller than the number of distinct anchor
+  cells of every batch, and anchor filtering needs ``k_filter`` below the smallest batch; both
+  are lowered just below those limits when needed (R side for k_weight, which needs the
+  anchors), and the values used are recorded in ``extra`` (the sysVI authors likewise forced
+  k.weight 35-50 for small batches).
 
 Needs ``Rscript`` with Seurat (Debian ``r-cran-seurat``; conda ``r-seurat``); a clear error
 says which is missing. R and its packages are found on ``PATH`` or via env ``RSCRIPT``.
@@ -59,7 +61,10 @@ def check_params(params: dict) -> None:
 
 
 def effective_k(params: dict, smallest_batch: int) -> dict[str, int]:
-    """k_weight and k_filter lowered below the smallest batch (Seurat fails otherwise)."""
+    """k_weight and k_filter lowered below the smallest batch (Seurat fails otherwise).
+
+    seurat_integrate.R lowers k_weight further when a batch has fewer distinct anchor cells.
+    """
     cap = max(smallest_batch - 1, 1)
     return {"k_weight": min(int(params["k_weight"]), cap), "k_filter": min(int(params["k_filter"]), cap)}
 
@@ -104,11 +109,12 @@ def integrate(adata, *, batch_key, label_key, params, seed, device) -> Integrati
         if proc.returncode != 0 or not out.exists():
             raise RuntimeError(f"seurat: Rscript failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}")
         table = pd.read_csv(out, sep="\t", index_col=0)
+        info = dict(line.split("\t") for line in Path(f"{out}.info").read_text().splitlines() if line)
     table.index = table.index.astype(str)
     missing = adata.obs_names.difference(table.index)
     if len(missing):
         raise RuntimeError(f"seurat: {len(missing)} cells missing from Seurat's output, e.g. {missing[0]}")
     embedding = table.loc[adata.obs_names.astype(str)].to_numpy(dtype=np.float32)
-    extra = {"reduction": params["reduction"], "k_weight_used": ks["k_weight"], "k_filter_used": ks["k_filter"],
-             "n_pcs": n_pcs}
+    extra = {"reduction": params["reduction"], "k_weight_used": int(info["k_weight_used"]),
+             "k_filter_used": ks["k_filter"], "n_anchors": int(info["n_anchors"]), "n_pcs": n_pcs}
     return IntegrationResult(embedding=embedding, extra=extra)

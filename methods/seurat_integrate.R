@@ -4,7 +4,8 @@
 # Usage: Rscript seurat_integrate.R IN_DIR OUT_FILE key=value ...
 #   IN_DIR holds X.mtx (genes x cells, Matrix Market, log-normalized), genes.tsv (one name per
 #   line) and cells.tsv (header "cell<TAB>batch"). OUT_FILE gets a TSV: cell name, then the
-#   PCA (n_pcs columns) of the integrated assay, in the order of cells.tsv.
+#   PCA (n_pcs columns) of the integrated assay, in the order of cells.tsv; OUT_FILE.info gets
+#   key<TAB>value lines (k_weight_used, n_anchors, min_anchor_cells).
 # Keys: reduction (cca|rpca), k_anchor, k_filter, k_score, k_weight, dims, n_pcs, seed.
 # Exit code 3: Seurat is not installed (the caller turns this into a clear error).
 
@@ -57,13 +58,21 @@ anchors <- FindIntegrationAnchors(object.list = objs, anchor.features = features
                                   reduction = opts$reduction, k.anchor = int_opt("k_anchor"),
                                   k.filter = int_opt("k_filter"), k.score = int_opt("k_score"),
                                   dims = dims, verbose = FALSE)
-integrated <- IntegrateData(anchorset = anchors, k.weight = int_opt("k_weight"), dims = dims,
-                            verbose = FALSE)
+# IntegrateData weights each cell by its k.weight nearest anchor cells, so k.weight must stay
+# below the number of distinct anchor cells of every dataset (small batches have few).
+a <- anchors@anchors
+n_anchor_cells <- sapply(seq_along(objs), function(d) {
+  length(unique(c(a$cell1[a$dataset1 == d], a$cell2[a$dataset2 == d])))
+})
+k_weight <- max(1L, min(int_opt("k_weight"), min(n_anchor_cells) - 1L))
+integrated <- IntegrateData(anchorset = anchors, k.weight = k_weight, dims = dims, verbose = FALSE)
 DefaultAssay(integrated) <- "integrated"
 integrated <- ScaleData(integrated, verbose = FALSE)
 integrated <- RunPCA(integrated, npcs = int_opt("n_pcs"), verbose = FALSE, seed.use = int_opt("seed"))
 emb <- Embeddings(integrated, "pca")[cells$cell, , drop = FALSE]
 
+writeLines(c(paste0("k_weight_used\t", k_weight), paste0("n_anchors\t", nrow(a)),
+             paste0("min_anchor_cells\t", min(n_anchor_cells))), paste0(out_file, ".info"))
 tmp <- paste0(out_file, ".tmp")
 write.table(data.frame(cell = rownames(emb), emb, check.names = FALSE), tmp, sep = "\t", quote = FALSE,
             row.names = FALSE)

@@ -14,6 +14,9 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# numba's OpenMP layer does not survive the runner's fork once the parent has used it (a
+# pytest session does; the pipeline's fresh CLI processes do not): use the fork-safe layer.
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
 import pytest  # noqa: E402
 

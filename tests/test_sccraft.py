@@ -247,6 +247,25 @@ def test_training_loss_goes_down_and_seed_determinism(monkeypatch):
     assert not np.allclose(first.embedding, other.embedding)
 
 
+def test_adversary_gated_by_warmup_and_mixes_batches(monkeypatch):
+    from harmonypy import compute_lisi
+
+    monkeypatch.delenv("BENCH_CACHE_DIR", raising=False)
+    data = toy_adata()
+    run = {"batch_key": "batch", "label_key": "label", "seed": 0, "device": "cpu"}
+    off = integrate(data, params={**FAST, "lambda_D": 0.0}, **run)
+    warm_all = integrate(data, params={**FAST, "lambda_D": 0.7, "warmup_epochs": 12}, **run)
+    on = integrate(data, params={**FAST, "lambda_D": 0.7, "warmup_epochs": 0}, **run)
+    # the adversarial term is off during warm-up: lambda_D has no effect until then
+    assert np.array_equal(off.embedding, warm_all.embedding)
+    assert not np.allclose(off.embedding, on.embedding)
+    # with the adversary on, the discriminator separates the batches less well
+    assert np.mean(on.loss_history["discriminator"][-4:]) > np.mean(off.loss_history["discriminator"][-4:])
+    meta = pd.DataFrame({"batch": data.obs["batch"].astype(str).to_numpy()})
+    pca = np.linalg.svd(data.X - data.X.mean(0), full_matrices=False)[0][:, :10]
+    assert compute_lisi(on.embedding, meta, ["batch"]).mean() > compute_lisi(pca, meta, ["batch"]).mean() + 0.3
+
+
 def test_bad_data_named():
     data = toy_adata()
     with pytest.raises(ValueError, match="batch key 'sample'"):
@@ -269,8 +288,9 @@ def test_gpu_path_runs_and_mixes():
 
 # ---------------------------------------------------------------- simulated scenarios
 
-SIM = {"max_epochs": 60, "warmup_epochs": 20, "cells_per_batch": 128, "minibatch_size": 256,
-       "n_latent": 64, "low_resolution": 1.0, "pca_dims": 30}
+# resolution 1: the paper's choice for simulations (Methods, "Hyperparameter setting")
+SIM = {"max_epochs": 120, "warmup_epochs": 40, "cells_per_batch": 128, "minibatch_size": 256,
+       "low_resolution": 1.0, "pca_dims": 30}
 
 
 def simulated(scenario: str):

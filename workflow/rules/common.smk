@@ -1,6 +1,7 @@
 # Config validation and the study plan (which runs exist). Logic that needs tests lives in
 # the packages (methods/settings.py); this file only wires it to Snakemake.
 import json
+import os
 import shlex
 import sys
 from datetime import datetime, timezone
@@ -15,7 +16,11 @@ REPO = Path(workflow.basedir).parent
 sys.path.insert(0, str(REPO))
 
 from methods import registry  # noqa: E402
-from methods.settings import ConfigError, expand_settings, with_label_missing  # noqa: E402
+from methods.settings import (
+    ConfigError,
+    expand_settings,
+    with_label_missing,
+)  # noqa: E402
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -26,7 +31,10 @@ def _config_error(msg):
 
 def _validate_config(cfg):
     schema = yaml.safe_load(SCHEMA.read_text())
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(cfg), key=lambda e: list(e.path))
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors(cfg),
+        key=lambda e: list(e.path),
+    )
     if errors:
         err = errors[0]
         where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
@@ -35,14 +43,20 @@ def _validate_config(cfg):
     for name, ds in cfg["datasets"].items():
         for m in ds.get("methods", []):
             if m not in cfg["methods"]:
-                _config_error(f"datasets.{name}.methods: '{m}' is not in the methods section")
+                _config_error(
+                    f"datasets.{name}.methods: '{m}' is not in the methods section"
+                )
     for name in cfg["methods"]:
         if name not in registry.METHODS:
-            _config_error(f"methods.{name}: unknown method; known: {', '.join(sorted(registry.METHODS))}")
+            _config_error(
+                f"methods.{name}: unknown method; known: {', '.join(sorted(registry.METHODS))}"
+            )
     scaling = cfg.get("scaling")
     if scaling:
         if scaling["dataset"] not in cfg["datasets"]:
-            _config_error(f"scaling.dataset: '{scaling['dataset']}' is not in the datasets section")
+            _config_error(
+                f"scaling.dataset: '{scaling['dataset']}' is not in the datasets section"
+            )
         for m in scaling.get("methods", []):
             if m not in cfg["methods"]:
                 _config_error(f"scaling.methods: '{m}' is not in the methods section")
@@ -50,7 +64,9 @@ def _validate_config(cfg):
         reg = load_dataset_registry(cfg)
         for name, ds in cfg["datasets"].items():
             if ds.get("registry") and ds["registry"] not in reg:
-                _config_error(f"datasets.{name}.registry: '{ds['registry']}' is not an entry of {cfg['registry']}")
+                _config_error(
+                    f"datasets.{name}.registry: '{ds['registry']}' is not an entry of {cfg['registry']}"
+                )
 
 
 def load_dataset_registry(cfg):
@@ -64,7 +80,11 @@ def load_dataset_registry(cfg):
 
 _validate_config(config)
 OUT = config["out"].rstrip("/")
-REGISTRY = load_dataset_registry(config) if any(d.get("registry") for d in config["datasets"].values()) else {}
+REGISTRY = (
+    load_dataset_registry(config)
+    if any(d.get("registry") for d in config["datasets"].values())
+    else {}
+)
 
 
 def _settings():
@@ -89,12 +109,18 @@ def dataset_methods(dataset):
 
 def run_seeds(dataset, method):
     section = config["methods"][method] or {}
-    return section.get("seeds") or config["datasets"][dataset].get("seeds") or config["seeds"]
+    return (
+        section.get("seeds")
+        or config["datasets"][dataset].get("seeds")
+        or config["seeds"]
+    )
 
 
 def runs_of(dataset, method):
     """[(setting, seed)] of one dataset x method."""
-    return [(s, seed) for s, _, _ in SETTINGS[method] for seed in run_seeds(dataset, method)]
+    return [
+        (s, seed) for s, _, _ in SETTINGS[method] for seed in run_seeds(dataset, method)
+    ]
 
 
 def run_dir(dataset, method, setting, seed):
@@ -147,7 +173,9 @@ def all_targets():
 
 
 STRICT_FLAG = "--strict" if config["strict"] else ""
-MAX_MEM_FLAG = f"--max-mem-mb {config['max_mem_mb']}" if config.get("max_mem_mb") else ""
+MAX_MEM_FLAG = (
+    f"--max-mem-mb {config['max_mem_mb']}" if config.get("max_mem_mb") else ""
+)
 
 
 wildcard_constraints:
@@ -161,4 +189,152 @@ wildcard_constraints:
 onstart:
     Path(f"{OUT}/logs").mkdir(parents=True, exist_ok=True)
     with open(f"{OUT}/logs/invocations.log", "a") as fh:
-        fh.write(f"start\t{datetime.now(timezone.utc).isoformat(timespec='seconds')}\n")
+        fh.write(
+            f"start\t{datetime.now(timezone.utc).isoformat(timespec='seconds')}\n"
+        )
+
+
+# --- data stage (rules/data.smk) ---
+
+
+def simulate_args(wildcards):
+    sim = config["datasets"][wildcards.dataset]["simulate"]
+    return (
+        f"--scenario {sim['scenario']} --seed {sim.get('seed', 1)} "
+        f"--n-cells {sim.get('n_cells', 4000)} --n-genes {sim.get('n_genes', 10000)}"
+    )
+
+
+def registry_name(wildcards):
+    return config["datasets"][wildcards.dataset]["registry"]
+
+
+def raw_input_rule(wildcards):
+    ds = config["datasets"][wildcards.dataset]
+    return "simulate" if "simulate" in ds else "download"
+
+
+def preprocess_args(wildcards):
+    ds = config["datasets"][wildcards.dataset]
+    pp = {**config["preprocess"], **ds.get("preprocess", {})}
+    if "simulate" in ds:
+        keys = {
+            "batch_key": "batch",
+            "label_key": "celltype",
+            "system_key": None,
+            "counts": "X",
+            "counts_integer": True,
+        }
+    else:
+        entry = REGISTRY[ds["registry"]]
+        keys = {
+            k: entry.get(k)
+            for k in (
+                "batch_key",
+                "label_key",
+                "system_key",
+                "counts",
+                "counts_integer",
+            )
+        }
+    args = [
+        f"--name {wildcards.dataset}",
+        f"--batch-key {shlex.quote(keys['batch_key'])}",
+        f"--counts {keys['counts'] or 'X'}",
+        f"--n-hvg {pp.get('n_hvg', 2000)} --min-genes {pp.get('min_genes', 200)} --min-cells {pp.get('min_cells', 3)}",
+    ]
+    if keys.get("label_key"):
+        args.append(f"--label-key {shlex.quote(keys['label_key'])}")
+    if keys.get("system_key"):
+        args.append(f"--system-key {shlex.quote(keys['system_key'])}")
+    if keys.get("counts_integer") is not None:
+        args.append(f"--counts-integer {str(keys['counts_integer']).lower()}")
+    return " ".join(args)
+
+
+def raw_file(wildcards):
+    return f"{OUT}/data/raw/{'simulated' if raw_input_rule(wildcards) == 'simulate' else 'downloaded'}/{wildcards.dataset}.h5ad"
+
+
+# --- scoring (rules/metrics.smk): one job per dataset x method, generated here ---
+
+METRIC_OPTIONS = {
+    **config["metrics"].get("options", {}),
+    "n_neighbors": config["metrics"]["n_neighbors"],
+}
+
+
+def metrics_options_json():
+    return shlex.quote(json.dumps(METRIC_OPTIONS, sort_keys=True))
+
+
+def _metrics_rule(dataset, method):
+    runs = [
+        f"{run_dir(dataset, method, s, seed)}/run.h5ad"
+        for s, seed in runs_of(dataset, method)
+    ]
+    outs = [r.replace("run.h5ad", "metrics.json") for r in runs]
+
+    rule:
+        name:
+            f"metrics_{dataset}_{method}".replace("-", "_").replace(".", "_")
+        input:
+            data=f"{OUT}/data/{dataset}.h5ad",
+            runs=runs,
+        output:
+            outs,
+        log:
+            f"{OUT}/logs/metrics/{dataset}/{method}.log",
+        benchmark:
+            f"{OUT}/benchmarks/metrics/{dataset}/{method}.tsv"
+        conda:
+            "../../envs/metrics.yaml"
+        threads: 1
+        resources:
+            mem_mb=mem_mb_attempt,
+            runtime=runtime_attempt,
+        params:
+            options=metrics_options_json(),
+            cache=f"{OUT}/cache",
+        shell:
+            "BENCH_CACHE_DIR={params.cache} python -m metrics score --data {input.data} "
+            "--runs {input.runs} --out {output} --options {params.options} > {log} 2>&1"
+
+
+def all_metrics_files():
+    return [f.replace("run.h5ad", "metrics.json") for f in all_run_files()]
+
+
+# --- scaling study (rules/scaling.smk) ---
+
+SCALING = config.get("scaling") or {}
+
+
+def scaling_methods():
+    return SCALING.get("methods") or list(config["methods"])
+
+
+def scaling_params(wildcards):
+    section = config["methods"][wildcards.method] or {}
+    return shlex.quote(json.dumps(section.get("params") or {}, sort_keys=True))
+
+
+def scaling_runs():
+    return [
+        f"{OUT}/scaling/{SCALING['dataset']}/{m}/n{n}/run.h5ad"
+        for m in scaling_methods()
+        for n in SCALING.get("sizes", [])
+    ]
+
+
+# --- report (rules/report.smk) ---
+
+
+def report_inputs(wildcards):
+    tables = [
+        f"{OUT}/tables/{t}"
+        for t in ("runs.tsv", "metrics.tsv", "scores.tsv", "best.tsv", "summary.tsv")
+    ]
+    if config.get("scaling"):
+        tables.append(f"{OUT}/tables/scaling.tsv")
+    return tables

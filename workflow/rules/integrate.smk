@@ -7,25 +7,26 @@ rule integrate:
         data=f"{OUT}/data/{{dataset}}.h5ad",
     output:
         run=f"{OUT}/runs/{{dataset}}/{{method}}/{{setting}}/seed{{seed}}/run.h5ad",
+    log:
+        f"{OUT}/logs/integrate/{{dataset}}/{{method}}/{{setting}}/seed{{seed}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/integrate/{{dataset}}/{{method}}/{{setting}}/seed{{seed}}.tsv"
+    conda:
+        method_env
+    threads: config["threads"]
+    resources:
+        gpu=gpu_request,
+        mem_mb=mem_mb_attempt,
+        runtime=runtime_attempt,
     params:
         json=run_params,
         label_missing=run_label_missing,
         device=config["device"],
         strict=STRICT_FLAG,
         max_mem=MAX_MEM_FLAG,
-    log:
-        f"{OUT}/logs/integrate/{{dataset}}/{{method}}/{{setting}}/seed{{seed}}.log",
-    benchmark:
-        f"{OUT}/benchmarks/integrate/{{dataset}}/{{method}}/{{setting}}/seed{{seed}}.tsv"
-    threads: config["threads"]
-    resources:
-        gpu=gpu_request,
-        mem_mb=mem_mb_attempt,
-        runtime=runtime_attempt,
-    conda:
-        method_env
+        cache=f"{OUT}/cache",
     shell:
-        "BENCH_CACHE_DIR={OUT}/cache python -m methods run --data {input.data} --out {output.run} "
+        "BENCH_CACHE_DIR={params.cache} python -m methods run --data {input.data} --out {output.run} "
         "--method {wildcards.method} --setting {wildcards.setting} --params {params.json} "
         "--seed {wildcards.seed} --device {params.device} --threads {threads} "
         "--label-missing {params.label_missing} {params.strict} {params.max_mem} > {log} 2>&1"

@@ -1,39 +1,20 @@
 # Scaling study: each method with its default setting on subsamples of one dataset; runtime
 # and peak RAM from Snakemake's benchmark files, peak GPU memory from the run record.
 
-SCALING = config.get("scaling") or {}
-
-
-def scaling_methods():
-    return SCALING.get("methods") or list(config["methods"])
-
-
-def scaling_params(wildcards):
-    section = config["methods"][wildcards.method] or {}
-    return shlex.quote(json.dumps(section.get("params") or {}, sort_keys=True))
-
-
-def scaling_runs():
-    return [
-        f"{OUT}/scaling/{SCALING['dataset']}/{m}/n{n}/run.h5ad"
-        for m in scaling_methods()
-        for n in SCALING.get("sizes", [])
-    ]
-
 
 rule subsample:
     input:
         f"{OUT}/data/{{dataset}}.h5ad",
     output:
         f"{OUT}/data/subsampled/{{dataset}}/n{{n}}.h5ad",
-    params:
-        seed=SCALING.get("seed", 0),
     log:
         f"{OUT}/logs/subsample/{{dataset}}/n{{n}}.log",
     benchmark:
         f"{OUT}/benchmarks/subsample/{{dataset}}/n{{n}}.tsv"
     conda:
         "../../envs/data.yaml"
+    params:
+        seed=SCALING.get("seed", 0),
     shell:
         "python -m datasets subsample --data {input} --n {wildcards.n} --seed {params.seed} "
         "--out {output} > {log} 2>&1"
@@ -44,24 +25,25 @@ rule integrate_scaling:
         data=f"{OUT}/data/subsampled/{{dataset}}/n{{n}}.h5ad",
     output:
         run=f"{OUT}/scaling/{{dataset}}/{{method}}/n{{n}}/run.h5ad",
-    params:
-        json=scaling_params,
-        device=config["device"],
-        seed=SCALING.get("seed", 0),
-        max_mem=MAX_MEM_FLAG,
     log:
         f"{OUT}/logs/scaling/{{dataset}}/{{method}}/n{{n}}.log",
     benchmark:
         f"{OUT}/benchmarks/scaling/{{dataset}}/{{method}}/n{{n}}.tsv"
+    conda:
+        method_env
     threads: config["threads"]
     resources:
         gpu=gpu_request,
         mem_mb=mem_mb_attempt,
         runtime=runtime_attempt,
-    conda:
-        method_env
+    params:
+        json=scaling_params,
+        device=config["device"],
+        seed=SCALING.get("seed", 0),
+        max_mem=MAX_MEM_FLAG,
+        cache=f"{OUT}/cache",
     shell:
-        "BENCH_CACHE_DIR={OUT}/cache python -m methods run --data {input.data} --out {output.run} "
+        "BENCH_CACHE_DIR={params.cache} python -m methods run --data {input.data} --out {output.run} "
         "--method {wildcards.method} --setting default --params {params.json} --seed {params.seed} "
         "--device {params.device} --threads {threads} {params.max_mem} > {log} 2>&1"
 
@@ -71,13 +53,13 @@ rule scaling_table:
         runs=scaling_runs(),
     output:
         f"{OUT}/tables/scaling.tsv",
-    params:
-        out=OUT,
-        dataset=SCALING.get("dataset", ""),
     log:
         f"{OUT}/logs/scaling_table.log",
     conda:
         "../../envs/metrics.yaml"
+    params:
+        benchmarks=f"{OUT}/benchmarks/scaling",
+        dataset=SCALING.get("dataset", ""),
     shell:
-        "python -m metrics.aggregate scaling --runs {input.runs} --benchmarks-root {params.out}/benchmarks/scaling "
+        "python -m metrics.aggregate scaling --runs {input.runs} --benchmarks-root {params.benchmarks} "
         "--dataset {params.dataset} --out {output} > {log} 2>&1"
