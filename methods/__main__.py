@@ -36,11 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     except json.JSONDecodeError as exc:
         print(f"error: --params is not valid JSON ({exc})", file=sys.stderr)
         return 2
+    from methods.runner import DataFileError
     from methods.runner import run as run_one
 
-    info = run_one(args.data, args.out, args.method, args.setting, params, args.seed,
-                   device=args.device, threads=args.threads, label_missing=args.label_missing,
-                   strict=args.strict, max_mem_mb=args.max_mem_mb)
+    try:
+        info = run_one(args.data, args.out, args.method, args.setting, params, args.seed,
+                       device=args.device, threads=args.threads, label_missing=args.label_missing,
+                       strict=args.strict, max_mem_mb=args.max_mem_mb)
+    except DataFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"{args.method} {args.setting} seed{args.seed}: {info['status']}"
           + (f" ({info['error']})" if info.get("error") else ""))
     return 0

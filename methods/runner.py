@@ -255,12 +255,30 @@ def _integrate_and_write(job: dict[str, Any]) -> None:
     write_run_file(Path(job["out"]), data, result, info, hidden)
 
 
+class DataFileError(ValueError):
+    """The dataset file itself cannot be read (a data problem, not a method failure)."""
+
+
+def check_data_file(path: str) -> int:
+    """Number of cells of a readable h5ad; ``DataFileError`` naming the file otherwise."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            obs = f["obs"]
+            index = obs.attrs.get("_index", "_index")
+            return int(obs[index].shape[0])
+    except (OSError, KeyError) as exc:
+        raise DataFileError(f"cannot read dataset '{path}' as h5ad: {exc}") from None
+
+
 def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] | None, seed: int,
         device: str = "auto", threads: int = 1, label_missing: float = 0.0, strict: bool = False,
         max_mem_mb: int | None = None) -> dict[str, Any]:
     """Run and record one integration. Returns the run record (``status`` ok or failed)."""
     t_start = time.perf_counter()
     out_path = Path(out)
+    check_data_file(data)  # a broken dataset is an input error: no run file is written
     info: dict[str, Any] = {
         "method": method, "setting": setting, "seed": int(seed), "params": {},
         "label_missing": float(label_missing), "threads": int(threads), "data": str(data),

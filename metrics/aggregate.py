@@ -138,7 +138,7 @@ def scaling_table(run_files: list[str], benchmarks_root: str, dataset: str) -> p
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    for method, block in df.groupby("method"):
+    for _method, block in df.groupby("method"):
         ok = block[block["status"] == "ok"]
         df.loc[block.index, "exponent_s"] = fit_exponent(ok["n_cells"], ok["s"])
         df.loc[block.index, "exponent_mem"] = fit_exponent(ok["n_cells"], ok["max_rss_mb"])

@@ -25,6 +25,60 @@ from scib_metrics.nearest_neighbors import NeighborsResults
 EXACT_MAX_CELLS_DEFAULT = 100_000
 
 
+def umap_connectivities(indices: np.ndarray, distances: np.ndarray, n_iter: int = 64) -> sp.csr_matrix:
+    """UMAP fuzzy-simplicial-set connectivities of a kNN graph (self in column 0), in numpy.
+
+    The same computation as ``umap.umap_.fuzzy_simplicial_set`` with ``local_connectivity=1``
+    and ``set_op_mix_ratio=1`` (what scanpy and scib-metrics use): per cell, rho = distance to
+    the nearest non-identical neighbour and sigma by binary search so that
+    sum_j exp(-(d_j - rho) / sigma) = log2(k); memberships exp(-(d - rho) / sigma), then the
+    fuzzy union P + P^T - P * P^T. Written here, vectorized over cells, because UMAP's numba
+    version costs ~15 s of JIT compilation in every fresh metrics process.
+    """
+    n, k = indices.shape
+    d = distances.astype(np.float64)
+    target = np.log2(k)
+    nonzero = np.where(d > 0, d, np.inf)
+    rho = nonzero.min(axis=1)
+    rho[~np.isfinite(rho)] = 0.0
+    rest = d[:, 1:] - rho[:, None]  # UMAP's search skips column 0 (the cell itself)
+    lo, hi, mid = np.zeros(n), np.full(n, np.inf), np.ones(n)
+    done = np.zeros(n, dtype=bool)
+    for _ in range(n_iter):
+        psum = np.where(rest > 0, np.exp(-np.maximum(rest, 0) / mid[:, None]), 1.0).sum(axis=1)
+        done |= np.abs(psum - target) < 1e-5
+        above = (psum > target) & ~done
+        below = ~above & ~done
+        hi = np.where(above, mid, hi)
+        lo = np.where(below, mid, lo)
+        mid = np.where(above, (lo + hi) / 2, mid)
+        mid = np.where(below, np.where(np.isinf(hi), mid * 2, (lo + hi) / 2), mid)
+        if done.all():
+            break
+    mean_row = d.mean(axis=1)
+    floor = np.where(rho > 0, 1e-3 * mean_row, 1e-3 * d.mean())
+    sigma = np.maximum(mid, floor)
+    delta = d - rho[:, None]
+    vals = np.where(delta <= 0, 1.0, np.exp(-delta / sigma[:, None]))
+    vals[indices == np.arange(n)[:, None]] = 0.0
+    vals[indices < 0] = 0.0
+    P = sp.csr_matrix((vals.ravel(), (np.repeat(np.arange(n), k), np.clip(indices, 0, None).ravel())),
+                      shape=(n, n))
+    P.eliminate_zeros()
+    Pt = P.T.tocsr()
+    out = (P + Pt - P.multiply(Pt)).tocsr()
+    out.eliminate_zeros()
+    return out
+
+
+class FastNeighborsResults(NeighborsResults):
+    """scib-metrics' NeighborsResults with the numpy UMAP connectivities (no numba JIT)."""
+
+    @cached_property
+    def knn_graph_connectivities(self):  # noqa: D102 - see umap_connectivities
+        return umap_connectivities(np.asarray(self.indices), np.asarray(self.distances))
+
+
 def exact_knn(X: np.ndarray, k: int, n_jobs: int = 1) -> NeighborsResults:
     """Exact Euclidean k nearest neighbours (self first) with scikit-learn brute force."""
     from sklearn.neighbors import NearestNeighbors
@@ -33,7 +87,7 @@ def exact_knn(X: np.ndarray, k: int, n_jobs: int = 1) -> NeighborsResults:
     k = min(k, X.shape[0])
     nn = NearestNeighbors(n_neighbors=k, algorithm="brute", n_jobs=n_jobs).fit(X)
     dist, idx = nn.kneighbors(X)
-    return _self_first(NeighborsResults(indices=idx.astype(np.int64), distances=dist.astype(np.float32)))
+    return _self_first(FastNeighborsResults(indices=idx.astype(np.int64), distances=dist.astype(np.float32)))
 
 
 def approx_knn(X: np.ndarray, k: int, seed: int = 0, n_jobs: int = 1) -> NeighborsResults:
@@ -42,7 +96,7 @@ def approx_knn(X: np.ndarray, k: int, seed: int = 0, n_jobs: int = 1) -> Neighbo
 
     X = np.ascontiguousarray(X, dtype=np.float32)
     res = pynndescent(X, n_neighbors=min(k, X.shape[0]), random_state=seed, n_jobs=n_jobs)
-    return _self_first(res)
+    return _self_first(FastNeighborsResults(indices=np.asarray(res.indices), distances=np.asarray(res.distances)))
 
 
 def _self_first(res: NeighborsResults) -> NeighborsResults:
@@ -59,7 +113,7 @@ def _self_first(res: NeighborsResults) -> NeighborsResults:
         idx[i, 1:j + 1] = idx[i, 0:j].copy()
         dist[i, 1:j + 1] = dist[i, 0:j].copy()
         idx[i, 0], dist[i, 0] = i, 0.0
-    return NeighborsResults(indices=idx, distances=dist)
+    return FastNeighborsResults(indices=idx, distances=dist)
 
 
 def knn(X: np.ndarray, k: int, method: str = "auto", exact_max_cells: int = EXACT_MAX_CELLS_DEFAULT,
@@ -106,5 +160,5 @@ def graph_neighbors(connectivities, distances, k: int, n_comps: int = 100) -> Gr
     conn = conn.maximum(conn.T)  # diffusion maps need a symmetric kernel
     n = conn.shape[0]
     res = diffusion_nn(conn, k=min(k, n - 1), n_comps=min(n_comps, n - 2))
-    res = _self_first(NeighborsResults(indices=np.asarray(res.indices), distances=np.asarray(res.distances)))
+    res = _self_first(FastNeighborsResults(indices=np.asarray(res.indices), distances=np.asarray(res.distances)))
     return GraphNeighbors(res.indices, res.distances, connectivities, distances)

@@ -305,9 +305,10 @@ class _Scorer:
         return {"bras": float(bras(self.emb[idx], self.labels[idx], self.batch[idx]))}
 
     def g_kbet(self):
-        from scib_metrics import kbet_per_label
+        from metrics.kbet import kbet_per_label
 
-        return {"kbet": float(kbet_per_label(self.nbrs().subset_neighbors(50), self.batch, self.labels))}
+        conn = self.nbrs().subset_neighbors(50).knn_graph_connectivities
+        return {"kbet": kbet_per_label(conn, self.batch, self.labels)}
 
     def g_graph_connectivity(self):
         from scib_metrics import graph_connectivity

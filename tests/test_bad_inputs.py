@@ -156,9 +156,6 @@ def test_truncated_data_file_fails_the_run_command_and_writes_nothing(sim_small_
     assert not out.parent.exists() or list(out.parent.iterdir()) == []  # no temporary, no .err file
 
 
-@pytest.mark.xfail(strict=True, reason="methods/runner.py: an unreadable --data file ends in a traceback "
-                   "(OSError from _record_failure re-reading it) that does not name the file; proposed: check "
-                   "the data file up front and exit 2 with 'error: cannot read <path> as h5ad: ...'")
 def test_truncated_data_file_error_names_the_file(sim_small_path, tmp_path):
     bad = truncated_copy(Path(sim_small_path), tmp_path / "cut.h5ad")
     res = run_cli("methods", "run", "--data", str(bad), "--out", str(tmp_path / "run.h5ad"), "--method",

@@ -219,6 +219,7 @@ def test_scdreamer_mixes_batches_better_than_unintegrated(sim_small):
     assert integrated > unintegrated + 0.2, (integrated, unintegrated)
 
 
+@pytest.mark.slow  # ~10 CPU-s alone, but much slower after some other tests in this file (see report)
 def test_scdreamer_sup_predicts_hidden_labels_far_above_chance(sim_small):
     from sklearn.metrics import f1_score
 

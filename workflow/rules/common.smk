@@ -268,25 +268,26 @@ def metrics_options_json():
     return shlex.quote(json.dumps(METRIC_OPTIONS, sort_keys=True))
 
 
-def _metrics_rule(dataset, method):
+def _metrics_rule(dataset, methods, group):
     runs = [
-        f"{run_dir(dataset, method, s, seed)}/run.h5ad"
-        for s, seed in runs_of(dataset, method)
+        f"{run_dir(dataset, m, s, seed)}/run.h5ad"
+        for m in methods
+        for s, seed in runs_of(dataset, m)
     ]
     outs = [r.replace("run.h5ad", "metrics.json") for r in runs]
 
     rule:
         name:
-            f"metrics_{dataset}_{method}".replace("-", "_").replace(".", "_")
+            f"metrics_{dataset}_{group}".replace("-", "_").replace(".", "_")
         input:
             data=f"{OUT}/data/{dataset}.h5ad",
             runs=runs,
         output:
             outs,
         log:
-            f"{OUT}/logs/metrics/{dataset}/{method}.log",
+            f"{OUT}/logs/metrics/{dataset}/{group}.log",
         benchmark:
-            f"{OUT}/benchmarks/metrics/{dataset}/{method}.tsv"
+            f"{OUT}/benchmarks/metrics/{dataset}/{group}.tsv"
         conda:
             "../../envs/metrics.yaml"
         threads: 1
