@@ -81,7 +81,8 @@ def build_tables(metric_files: list[str], selection: dict) -> dict[str, pd.DataF
         values = m.get("metrics") or {}
         reasons = m.get("na_reasons") or {}
         for name in sorted(set(values) | set(reasons)):
-            mtype = "bio" if name in bio else "batch" if name in batch else info.get(name, {}).get("type", "other")
+            # bio / batch = counted in this study's composite; everything else is "other"
+            mtype = "bio" if name in bio else "batch" if name in batch else "other"
             long_rows.append({**ident, "label_missing": lm, "status": status, "metric": name,
                               "value": values.get(name), "metric_type": mtype, "na_reason": reasons.get(name, "")})
         wide_rows.append({**ident, "label_missing": lm, "status": status, "error": error,
