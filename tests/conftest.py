@@ -17,6 +17,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 # numba's OpenMP layer does not survive the runner's fork once the parent has used it (a
 # pytest session does; the pipeline's fresh CLI processes do not): use the fork-safe layer.
 os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+# One value for the whole session, set before numba is first imported: numba refuses a
+# different NUMBA_NUM_THREADS once its threads are launched.
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 

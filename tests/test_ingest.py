@@ -186,19 +186,23 @@ def test_provenance_fields_are_plain(raw_small):
 
 
 def test_download_subcommand_looks_up_registry(tmp_path, monkeypatch, capsys):
-    """The CLI passes the registry entry to datasets.download.fetch (stubbed here: no network)."""
-    import types
+    """The CLI validates the registry and passes the entry to fetch (stubbed here: no network)."""
+    import datasets.download
 
-    registry = tmp_path / "datasets.yaml"
-    registry.write_text("datasets:\n  pancreas:\n    url: https://example.org/p.h5ad\n    batch_key: tech\n")
+    registry = Path(__file__).resolve().parents[1] / "config" / "datasets.yaml"
     calls = []
-    stub = types.ModuleType("datasets.download")
-    stub.fetch = lambda name, entry, dest, lock_path: calls.append((name, entry, dest, lock_path)) or dest
-    monkeypatch.setitem(sys.modules, "datasets.download", stub)
+
+    def fake_fetch(name, entry, dest, lock_path, registry=None):
+        calls.append((name, entry, dest, lock_path, sorted(registry)))
+        return dest
+
+    monkeypatch.setattr(datasets.download, "fetch", fake_fetch)
     out, lock = tmp_path / "raw.h5ad", tmp_path / "datasets.lock"
     assert main(["download", "--name", "pancreas", "--registry", str(registry), "--out", str(out),
                  "--lock", str(lock)]) == 0
-    assert calls == [("pancreas", {"url": "https://example.org/p.h5ad", "batch_key": "tech"}, out, lock)]
+    (name, entry, dest, lock_path, names), = calls
+    assert (name, dest, lock_path) == ("pancreas", out, lock) and "bct" in names  # bct_del derives from bct
+    assert entry["url"].startswith("https://") and entry["batch_key"] == "tech"
     assert main(["download", "--name", "lung", "--registry", str(registry), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "dataset 'lung' is not in registry" in err and "known: pancreas" in err
+    assert "no dataset 'lung'" in err and "pancreas" in err

@@ -13,7 +13,6 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 DATASETS = ["sim_a", "sim_b"]
 # method -> (settings, supervised); bbknn is the graph method (no embedding metrics)
