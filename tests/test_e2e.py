@@ -185,6 +185,18 @@ def test_finished_study_has_nothing_to_do(tiny):
     assert "Nothing to be done" in res.stdout + res.stderr, log_tail(res)
 
 
+def test_snakemake_report_registers_every_figure(tiny):
+    import zipfile
+
+    report = tiny.parent / "report.zip"
+    res = run_snakemake(tiny.parent, "--report", str(report), timeout=300)
+    assert res.returncode == 0, log_tail(res)
+    names = zipfile.ZipFile(report).namelist()
+    figures = {p.name for p in (tiny / "figures").glob("*.png")}
+    assert figures and all(any(n.endswith(f) for n in names) for f in figures)
+    assert any(n.endswith("report.html") for n in names)
+
+
 def test_every_output_was_written_under_its_final_name_only(tiny):
     leftovers = [p for p in tiny.rglob("*") if re.search(r"\.tmp\d*$|\.err\d+$", p.name)]
     assert leftovers == []

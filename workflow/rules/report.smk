@@ -21,12 +21,12 @@ rule report:
         config=f"{OUT}/config_used.json",
     output:
         html=report(
-            f"{OUT}/report.html", caption="report/report.rst", category="Report"
+            f"{OUT}/report.html", caption="../report/report.rst", category="Report"
         ),
         figures=report(
             directory(f"{OUT}/figures"),
             patterns=["{name}.png"],
-            caption="report/figure.rst",
+            caption="../report/figure.rst",
             category="Figures",
         ),
     log:
