@@ -50,3 +50,16 @@ def test_tiny_config_plans(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     # 2 datasets x 2 methods x 2 settings x 2 seeds
     assert res.stdout.count("rule integrate:") == 16
+
+
+@pytest.mark.parametrize("name,min_integrate", [("paper", 1000), ("simulation", 700)])  # 100 sims x 7 methods
+def test_full_study_configs_plan_without_downloading(tmp_path, name, min_integrate):
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow/Snakefile"), "--configfile",
+         str(REPO / "config" / f"{name}.yaml"), "-n", "--directory", str(tmp_path)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    counts = dict(line.split()[:2] for line in res.stdout.splitlines()
+                  if line.split()[:1] and line.split()[0] in ("integrate", "download", "simulate"))
+    assert int(counts["integrate"]) >= min_integrate
+    assert ("download" in counts) == (name == "paper")
