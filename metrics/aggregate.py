@@ -1,6 +1,6 @@
 """Tables of a study: runs, metrics (long), scores, best settings, summary, scaling.
 
-    python -m metrics.aggregate tables --runs-root OUT/runs --metrics M1.json ... --tables OUT/tables
+    python -m metrics.aggregate tables --metrics M1.json ... --tables OUT/tables
            --selection '{"criterion": "composite", "bio_weight": 0.6, "set": "scib", "bio": null, "batch": null}'
     python -m metrics.aggregate scaling --runs R1.h5ad ... --benchmarks-root OUT/benchmarks/scaling
            --dataset NAME --out OUT/tables/scaling.tsv
@@ -151,7 +151,6 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("tables")
-    t.add_argument("--runs-root", required=False)
     t.add_argument("--metrics", nargs="+", required=True)
     t.add_argument("--tables", required=True)
     t.add_argument("--selection", default="{}")

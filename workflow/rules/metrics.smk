@@ -31,14 +31,10 @@ rule aggregate:
     conda:
         "../../envs/metrics.yaml"
     params:
-        # {out}/runs/{dataset}/{method}/{setting}/seed{seed}/run.h5ad -> {out}/runs
-        runs_root=lambda wildcards, input: os.path.dirname(input.runs[0]).rsplit(
-            "/", 4
-        )[0],
         tables=lambda wildcards, output: os.path.dirname(output.runs),
         selection=shlex.quote(
             json.dumps({**config["selection"], **config["metrics"]}, sort_keys=True)
         ),
     shell:
-        "python -m metrics.aggregate tables --runs-root {params.runs_root} --metrics {input.metrics} "
+        "python -m metrics.aggregate tables --metrics {input.metrics} "
         "--tables {params.tables} --selection {params.selection} > {log} 2>&1"
