@@ -2,7 +2,7 @@
 
 Usage (from the repo root):
     python benchmarks/bench_baselines.py --n-cells 10000 [--n-genes 2000] [--methods scanorama bbknn ...]
-        [--scvi-epochs 20] [--threads 1] [--out results/bench_baselines.tsv]
+        [--scvi-epochs 20] [--imap-epochs 5] [--threads 1] [--timeout 1800] [--out results/bench_baselines.tsv]
 
 Each method runs in its own spawned child process that reads the data from a temporary h5ad
 (like the runner's child), so its peak RSS is its own (``ru_maxrss`` of the child, or of its
@@ -11,7 +11,11 @@ stop the others. (Spawn, not fork: a fork after the parent used GNU OpenMP makes
 code in the child, e.g. BBKNN's connectivities, abort.) All methods get the same
 simulated, preprocessed dataset (negative-binomial counts, 8 cell types, 2 batches with a
 gene-wise batch effect; normalize_total 1e4 + log1p, 50-PC PCA). scVI/scANVI run a fixed
-number of epochs (``--scvi-epochs``), not scvi-tools' heuristic, so their times scale per epoch.
+number of epochs (``--scvi-epochs``), not scvi-tools' heuristic, so their times scale per epoch;
+iMAP runs ``--imap-epochs`` epochs in each stage (its defaults are 150 + 150; an iMAP epoch is
+10240 random draws whatever the number of cells, so its time per epoch hardly grows with cells).
+A method still running after ``--timeout`` seconds is killed (with its subprocesses, e.g.
+Rscript) and recorded as "timeout".
 Prints a TSV (method, n_cells, n_genes, status, seconds, peak_rss_mb, epochs, error) and
 writes it to ``--out`` when given. Timings depend on the machine's load: note it when
 reporting. Nothing here is asserted.
@@ -38,7 +42,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 DEFAULT_METHODS = ["unintegrated", "harmony", "scanorama", "bbknn", "combat", "scvi", "scanvi",
-                   "seurat_rpca", "seurat_cca"]
+                   "seurat_rpca", "seurat_cca", "imap"]
 
 
 def simulate(n_cells: int, n_genes: int, n_types: int = 8, n_batches: int = 2, seed: int = 0):
@@ -75,8 +79,10 @@ def simulate(n_cells: int, n_genes: int, n_types: int = 8, n_batches: int = 2, s
     return adata
 
 
-def method_params(name: str, scvi_epochs: int) -> dict:
-    """Registry defaults except a fixed epoch budget for the scvi-tools models."""
+def method_params(name: str, scvi_epochs: int, imap_epochs: int = 5) -> dict:
+    """Registry defaults except a fixed epoch budget for the scvi-tools models and iMAP."""
+    if name == "imap":
+        return {"stage1_epochs": imap_epochs, "stage2_epochs": imap_epochs}
     if name == "scvi":
         return {"max_epochs": scvi_epochs}
     if name == "scanvi":
@@ -114,13 +120,33 @@ def _child(data_path: str, name: str, params: dict, threads: int, result_path: s
     Path(result_path).write_text(json.dumps(out))
 
 
-def run_one(data_path: Path, name: str, params: dict, threads: int, tmp_dir: Path) -> dict:
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and its descendants (Rscript children of the Seurat methods)."""
+    import signal
+    import subprocess
+
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    for child in children:
+        _kill_tree(int(child))
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def run_one(data_path: Path, name: str, params: dict, threads: int, tmp_dir: Path,
+            timeout: float | None = None) -> dict:
     """Run one method in a spawned child; its timing, peak RSS and status."""
     result_path = tmp_dir / f".bench_{name}_{os.getpid()}.json"
     proc = multiprocessing.get_context("spawn").Process(
         target=_child, args=(str(data_path), name, params, threads, str(result_path)))
     proc.start()
-    proc.join()
+    proc.join(timeout)
+    if proc.is_alive():
+        _kill_tree(proc.pid)
+        proc.join()
+        return {"status": "timeout", "error": f"still running after {timeout} s", "seconds": None,
+                "epochs": None, "peak_rss_mb": None}
     if result_path.exists():
         out = json.loads(result_path.read_text())
         result_path.unlink()
@@ -135,7 +161,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-genes", type=int, default=2000)
     ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
     ap.add_argument("--scvi-epochs", type=int, default=20)
+    ap.add_argument("--imap-epochs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=None, help="seconds per method (default: none)")
     ap.add_argument("--out", default=None, help="TSV path (written atomically)")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -153,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     n_obs, n_vars = adata.n_obs, adata.n_vars
     del adata
     for name in args.methods:
-        r = run_one(data_path, name, method_params(name, args.scvi_epochs), args.threads, tmp_dir)
+        r = run_one(data_path, name, method_params(name, args.scvi_epochs, args.imap_epochs), args.threads, tmp_dir,
+                    args.timeout)
         line = "\t".join(str(v) for v in (name, n_obs, n_vars, r["status"], r["seconds"],
                                           r["peak_rss_mb"], r["epochs"], r["error"].replace("\t", " ")))
         lines.append(line)

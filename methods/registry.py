@@ -77,6 +77,11 @@ METHODS: dict[str, MethodSpec] = {
         "balanced_minibatches": False, "low_resolution": 0.5, "high_resolution": 7.0,
         "cluster_method": "leiden", "high_res_scope": "global", "n_neighbors": 15, "latent": "sample",
         "pca_dims": 50}, description="VAE + multi-domain GAN + dual-resolution triplet loss (torch)"),
+    "imap": MethodSpec("methods.imap", "corrected", "lognorm", "imap", gpu=True, defaults={
+        "stage1_epochs": 150, "stage2_epochs": 150, "epoch_samples": 10240, "lr": 5e-4, "lambda_co": 3.0,
+        "lambda_rc": 1.0, "latent_dim": 256, "inc": False, "metric": "angular", "k1": None, "k2": None,
+        "n_sample": 3000, "n_comps": 50},
+        description="iMAP (PyPI imap 1.0.0): content autoencoder + rwMNN-paired GAN; corrected X + PCA"),
     # --- sysVI family (one cVAE with switches), DAVAE, scvi-tools SysVI ---
     **{name: MethodSpec("methods.sysvi", "embedding", "lognorm", "torch", gpu=True, defaults={
         "n_latent": 15, "n_hidden": 256, "n_layers": 2, "dropout": 0.1, "prior": prior,

@@ -23,6 +23,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import scipy.sparse as sp
@@ -96,6 +97,30 @@ def _within_clusters(adjacency: sp.csr_matrix, low: np.ndarray, resolution: floa
     return high
 
 
+def knn_connectivities(adata, n_neighbors: int) -> sp.csr_matrix:
+    """``sc.pp.neighbors(adata, n_neighbors, use_rep="X_pca").obsp["connectivities"]``, without numba.
+
+    scanpy's own kNN search runs (exact below 8192 cells, pynndescent above); only the UMAP
+    connectivities it then computes with numba (~12 s of JIT in every fresh process, paid again
+    by every scCRAFT run on a new subsample) are swapped for the numpy version in
+    :mod:`cellgraph` (equal to 1e-5), by patching scanpy's internal call for this one call.
+    """
+    import scanpy as sc
+    from scanpy.neighbors import _connectivity
+
+    from cellgraph import umap_connectivities
+
+    def numpy_umap(knn_indices, knn_dists, *, n_obs, n_neighbors, set_op_mix_ratio=1.0,
+                   local_connectivity=1.0):
+        if set_op_mix_ratio != 1.0 or local_connectivity != 1.0:
+            raise NotImplementedError("numpy UMAP connectivities: only scanpy's defaults")
+        return umap_connectivities(np.asarray(knn_indices), np.asarray(knn_dists))
+
+    with mock.patch.object(_connectivity, "umap", numpy_umap):
+        sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep="X_pca", random_state=CLUSTER_SEED)
+    return adata.obsp["connectivities"].tocsr()
+
+
 def dual_resolution_clusters(X, low_resolution: float = 0.5, high_resolution: float = 7.0,
                              method: str = "leiden", high_scope: str = "global", n_neighbors: int = 15,
                              n_pcs: int = 50) -> tuple[np.ndarray, np.ndarray]:
@@ -108,8 +133,7 @@ def dual_resolution_clusters(X, low_resolution: float = 0.5, high_resolution: fl
     holder = ad.AnnData(X=X.copy() if not sp.issparse(X) else X.tocsr(copy=True))
     n_comps = max(1, min(n_pcs, holder.n_obs - 1, holder.n_vars - 1))
     sc.tl.pca(holder, n_comps=n_comps, random_state=CLUSTER_SEED)
-    sc.pp.neighbors(holder, n_neighbors=n_neighbors, use_rep="X_pca", random_state=CLUSTER_SEED)
-    adjacency = holder.obsp["connectivities"].tocsr()
+    adjacency = knn_connectivities(holder, n_neighbors)
     low = cluster_graph(adjacency, low_resolution, method)
     if high_scope == "global":
         high = cluster_graph(adjacency, high_resolution, method)

@@ -301,6 +301,7 @@ def train_sysvae(adata, *, batch_key: str, cfg: SysVIConfig, seed: int, device: 
     """Build and train the model; returns it and a record (history, epochs, timings)."""
     from methods.nn.training import (
         LossHistory,
+        adam,
         check_finite,
         minibatch_indices,
         one_hot,
@@ -339,11 +340,11 @@ def train_sysvae(adata, *, batch_key: str, cfg: SysVIConfig, seed: int, device: 
     model.to(dev)
     vae_params = [p for name, p in model.named_parameters()
                   if not name.startswith("classifier.") and p.requires_grad]
-    opt = torch.optim.Adam(vae_params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+    opt = adam(vae_params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
     opt_cls = None
     if model.classifier is not None:
-        opt_cls = torch.optim.Adam(model.classifier.parameters(), lr=cfg.lr, eps=cfg.adam_eps,
-                                   weight_decay=cfg.weight_decay)
+        opt_cls = adam(model.classifier.parameters(), lr=cfg.lr, eps=cfg.adam_eps,
+                       weight_decay=cfg.weight_decay)
     n_train = min(n, max(MIN_LAST_BATCH, math.ceil(cfg.train_size * n)))
     train_idx = torch.randperm(n, generator=gen)[:n_train].to(dev)
     epochs = cfg.max_epochs or default_epochs(n)

@@ -10,7 +10,8 @@ What is shared (scib-metrics' Benchmarker recomputes each of these per metric):
   ``silhouette_samples(X, labels)`` that ``silhouette_label`` averages; we compute it once.
 
 Difference (option): above ``asw_max_cells`` cells the silhouettes (quadratic in cells by
-definition) are computed on a seeded subsample stratified by label x batch; default None = exact.
+definition) are computed on a seeded subsample stratified by label x batch; default 50000 cells
+(exact below that, as scib-metrics; None = always exact).
 """
 
 from __future__ import annotations

@@ -11,7 +11,10 @@ Options (JSON, every key optional; defaults in ``DEFAULT_OPTIONS``):
 - ``knn_method`` ("auto" | "exact" | "pynndescent"), ``exact_max_cells`` (100000): auto uses
   exact brute-force kNN up to that many cells (no numba JIT), pynndescent above.
 - ``n_jobs`` (1): processes for the Leiden resolutions (joblib) and threads for kNN.
-- ``asw_max_cells`` (null = exact): silhouettes on a stratified (label x batch) subsample above this.
+- ``asw_max_cells`` (50000; null = always exact): the silhouettes (label ASW, isolated-label ASW,
+  batch ASW, BRAS) are exact pairwise computations, quadratic in cells; above this many cells
+  they use a stratified (label x batch) subsample of about this size (its size is recorded in
+  ``extra.asw_cells``). Up to 50k cells they are exact, as in scib-metrics.
 - ``leiden_seed`` (42, scib-metrics'), ``nmi_fixed_resolution`` (2.0, sysVI).
 - ``positive_k`` (50), ``alpha`` (0.05): iMAP positive / true-positive rates.
 - ``kbet_fractions`` ([0.05..0.25]), ``kbet_max_test_cells`` (500): DAVAE kBET over sizes.
@@ -43,7 +46,7 @@ from metrics.catalog import ALL_METRICS, metric_info
 DEFAULT_OPTIONS: dict[str, Any] = {
     "n_neighbors": 90, "metrics": "all", "labelled": None, "batch_key": "batch", "label_key": "label",
     "unknown_labels": ["unknown", "Unknown", "nan", "NaN", ""], "knn_method": "auto",
-    "exact_max_cells": 100_000, "n_jobs": 1, "asw_max_cells": None, "leiden_seed": 42,
+    "exact_max_cells": 100_000, "n_jobs": 1, "asw_max_cells": 50_000, "leiden_seed": 42,
     "nmi_fixed_resolution": 2.0, "positive_k": 50, "alpha": 0.05,
     "kbet_fractions": [0.05, 0.10, 0.15, 0.20, 0.25], "kbet_max_test_cells": 500,
     "moransi_min_cells": 500, "moransi_min_frac_expressed": 0.1, "moransi_cutoff": 0.2,
@@ -87,6 +90,13 @@ def resolve_options(options: dict | None) -> dict[str, Any]:
     return opts
 
 
+def _cells_key(cells: np.ndarray) -> str:
+    """Cache key of a subset of cells (their positions in the data file)."""
+    import hashlib
+
+    return hashlib.sha1(np.ascontiguousarray(cells, dtype=np.int64).tobytes()).hexdigest()
+
+
 class DataCache:
     """The preprocessed dataset and what every run of it shares (e.g. Moran's I reference)."""
 
@@ -103,13 +113,27 @@ class DataCache:
         if "X_pca" not in self.adata.obsm:
             raise KeyError(f"data file {self.path}: obsm has no 'X_pca' (the unintegrated embedding)")
         self.opts = opts
-        self._moransi: dict[tuple, list] = {}
+        self._moransi: dict[str, list] = {}
+        self._pseudo: dict[str, dict] = {}
+
+    def batch_pseudo_labels(self, cells: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-batch pre-integration clusters of this subset of cells (label-free metric; cached)."""
+        from metrics.unsupervised import batch_pseudo_labels_all
+
+        key = _cells_key(cells)
+        if key not in self._pseudo:
+            o = self.opts
+            self._pseudo[key] = batch_pseudo_labels_all(
+                np.asarray(self.adata.obsm["X_pca"][cells], dtype=np.float32),
+                self.adata.obs[o["batch_key"]].astype(str).to_numpy()[cells],
+                resolution=float(o["unsupervised_resolution"]), seed=int(o["seed"]))
+        return self._pseudo[key]
 
     def moransi_reference(self, cells: np.ndarray):
         """sysVI's pre-integration groups/genes for this subset of cells (cached)."""
         from metrics.paper_metrics import moransi_reference
 
-        key = (cells.size, int(cells[:50].sum()), int(cells.sum()))
+        key = _cells_key(cells)
         if key not in self._moransi:
             o = self.opts
             sub = self.adata[cells]
@@ -229,8 +253,12 @@ class _Scorer:
     def asw_subset(self):
         from metrics.scib_set import stratified_subsample
 
-        return self.shared("asw_subsample", lambda: stratified_subsample(
-            self.labels, self.batch, self.opts["asw_max_cells"], int(self.opts["seed"])))
+        def subsample():
+            idx = stratified_subsample(self.labels, self.batch, self.opts["asw_max_cells"], int(self.opts["seed"]))
+            if idx.size < self.labels.size:
+                self.extra["asw_cells"] = int(idx.size)
+            return idx
+        return self.shared("asw_subsample", subsample)
 
     def silhouette(self):
         from metrics.scib_set import label_silhouette
@@ -390,10 +418,12 @@ class _Scorer:
             mod = importlib.import_module("metrics.unsupervised")
         except ImportError as exc:
             raise _NotApplicable(f"metrics.unsupervised not available: {exc}") from exc
-        graph = self.run.obsp["connectivities"] if self.emb is None else None
-        res = mod.per_batch_cluster_conservation(self.X_pre, self.emb, self.batch,
+        # integrated clusters on the shared 15-NN graph (a graph output: its own graph)
+        graph = self.run.obsp["connectivities"] if self.emb is None else self.conn15()
+        res = mod.per_batch_cluster_conservation(self.X_pre, batch=self.batch,
                                                  resolution=float(self.opts["unsupervised_resolution"]),
-                                                 seed=int(self.opts["seed"]), graph=graph)
+                                                 seed=int(self.opts["seed"]), graph=graph,
+                                                 pseudo=self.data.batch_pseudo_labels(self.cells))
         return {k: float(res[k]) for k in ("batch_cluster_nmi", "batch_cluster_ari")}
 
     GROUPS = {

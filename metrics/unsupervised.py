@@ -8,10 +8,15 @@ the lambda_D / lambda_T grid, their Fig. S20b, c).
 
 The paper gives no code for it; choices made here (all arguments):
   * per-batch pseudo-labels: PCA (``n_pcs``) of that batch's pre-integration expression ->
-    ``n_neighbors``-NN graph -> Leiden at ``resolution`` (scCRAFT's low resolution, 0.5);
+    ``n_neighbors``-NN graph -> Leiden at ``resolution`` (scCRAFT's low resolution, 0.5); they
+    depend on the dataset only, so the scorer computes them once per dataset
+    (:func:`batch_pseudo_labels_all`) and passes them to every run (``pseudo=``);
   * integrated clusters: one Leiden at the same resolution on the kNN graph of the integrated
-    embedding of all cells (or on a method's own graph, ``graph=``, for graph outputs like
-    BBKNN), then restricted to each batch's cells;
+    embedding of all cells (or on a given graph, ``graph=``: the scorer passes the shared
+    15-NN graph, graph outputs like BBKNN their own), then restricted to each batch's cells;
+  * kNN graphs: scanpy's ``pp.neighbors`` graph (UMAP connectivities of the n_neighbors-NN,
+    self included), built from ``metrics.neighbors.knn`` + ``cellgraph.umap_connectivities``
+    (no numba JIT; equal to scanpy's for exact kNN);
   * Leiden: scanpy's igraph flavour (modularity, run to convergence), seeded;
   * NMI: scikit-learn's arithmetic-mean normalisation (as scib); ARI: scikit-learn;
   * a batch with fewer than 3 cells cannot be clustered and is left out of the average.
@@ -39,14 +44,14 @@ def leiden_labels(connectivities, resolution: float, seed: int) -> np.ndarray:
 
 
 def knn_connectivities(X: np.ndarray, n_neighbors: int, seed: int) -> sp.csr_matrix:
-    """scanpy's UMAP-weighted kNN connectivities of a cells x dims matrix."""
-    import anndata as ad
-    import scanpy as sc
+    """scanpy's UMAP-weighted kNN connectivities (``n_neighbors`` incl. the cell) of cells x dims."""
+    from cellgraph import umap_connectivities
+    from metrics.neighbors import knn
 
-    holder = ad.AnnData(X=np.ascontiguousarray(X, dtype=np.float32))
-    k = max(2, min(n_neighbors, holder.n_obs - 1))
-    sc.pp.neighbors(holder, n_neighbors=k, use_rep="X", random_state=seed)
-    return holder.obsp["connectivities"].tocsr()
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    k = max(2, min(n_neighbors, X.shape[0] - 1))
+    nbrs = knn(X, k, seed=seed)
+    return umap_connectivities(np.asarray(nbrs.indices), np.asarray(nbrs.distances))
 
 
 def batch_pseudo_labels(X_batch, resolution: float, seed: int, n_neighbors: int, n_pcs: int) -> np.ndarray:
@@ -58,6 +63,19 @@ def batch_pseudo_labels(X_batch, resolution: float, seed: int, n_neighbors: int,
     n_comps = min(n_pcs, X_batch.shape[0] - 1, X_batch.shape[1] - 1)
     pcs = sc.pp.pca(X_batch, n_comps=n_comps, random_state=seed) if n_comps >= 2 else X_batch
     return leiden_labels(knn_connectivities(pcs, n_neighbors, seed), resolution, seed)
+
+
+def batch_pseudo_labels_all(X_pre, batch: np.ndarray, resolution: float = 0.5, seed: int = 0,
+                            n_neighbors: int = 15, n_pcs: int = 50) -> dict[str, np.ndarray]:
+    """{batch: pseudo-labels of its cells (in cell order)} for every batch with >= 3 cells."""
+    batch = np.asarray(batch).astype(str)
+    X_rows = sp.csr_matrix(X_pre) if sp.issparse(X_pre) else np.asarray(X_pre)
+    out = {}
+    for b in np.unique(batch):  # one clustering per batch
+        idx = np.flatnonzero(batch == b)
+        if idx.size >= MIN_BATCH_CELLS:
+            out[str(b)] = batch_pseudo_labels(X_rows[idx], resolution, seed, n_neighbors, n_pcs)
+    return out
 
 
 def _check_inputs(X_pre, emb, graph, batch: np.ndarray) -> None:
@@ -79,13 +97,16 @@ def _check_inputs(X_pre, emb, graph, batch: np.ndarray) -> None:
 
 
 def per_batch_cluster_conservation(X_pre, emb=None, batch=None, resolution: float = 0.5, seed: int = 0,
-                                   n_neighbors: int = 15, *, graph=None, n_pcs: int = 50) -> dict[str, float]:
+                                   n_neighbors: int = 15, *, graph=None, n_pcs: int = 50,
+                                   pseudo: dict[str, np.ndarray] | None = None) -> dict[str, float]:
     """Mean over batches of NMI / ARI between per-batch pre-integration clusters and integrated clusters.
 
     X_pre: cells x genes pre-integration expression (log-normalized HVGs; dense or sparse).
     emb: cells x d integrated embedding, or ``graph``: cells x cells integrated connectivities.
-    batch: batch label per cell. Returns {"batch_cluster_nmi": float, "batch_cluster_ari": float}
-    (higher = within-batch structure better kept).
+    batch: batch label per cell. pseudo: the result of :func:`batch_pseudo_labels_all` for
+    these X_pre / batch / resolution / seed (computed here when None). Returns
+    {"batch_cluster_nmi": float, "batch_cluster_ari": float} (higher = within-batch structure
+    better kept).
     """
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
@@ -95,15 +116,13 @@ def per_batch_cluster_conservation(X_pre, emb=None, batch=None, resolution: floa
     _check_inputs(X_pre, emb, graph, batch)
     conn = graph if graph is not None else knn_connectivities(np.asarray(emb), n_neighbors, seed)
     integrated = leiden_labels(conn, resolution, seed)
-    X_rows = sp.csr_matrix(X_pre) if sp.issparse(X_pre) else np.asarray(X_pre)
-    nmis, aris = [], []
-    for b in np.unique(batch):  # one clustering per batch
-        idx = np.flatnonzero(batch == b)
-        if idx.size < MIN_BATCH_CELLS:
-            continue
-        pseudo = batch_pseudo_labels(X_rows[idx], resolution, seed, n_neighbors, n_pcs)
-        nmis.append(normalized_mutual_info_score(pseudo, integrated[idx]))
-        aris.append(adjusted_rand_score(pseudo, integrated[idx]))
-    if not nmis:
+    if pseudo is None:
+        pseudo = batch_pseudo_labels_all(X_pre, batch, resolution, seed, n_neighbors, n_pcs)
+    if not pseudo:
         raise ValueError(f"per_batch_cluster_conservation: every batch has fewer than {MIN_BATCH_CELLS} cells")
+    nmis, aris = [], []
+    for b, labels in pseudo.items():
+        mine = integrated[batch == b]
+        nmis.append(normalized_mutual_info_score(labels, mine))
+        aris.append(adjusted_rand_score(labels, mine))
     return {"batch_cluster_nmi": float(np.mean(nmis)), "batch_cluster_ari": float(np.mean(aris))}

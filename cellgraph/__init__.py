@@ -1,0 +1,56 @@
+"""kNN-graph helpers shared by the methods (scCRAFT's clustering) and the metrics.
+
+numpy + scipy only, so every conda env can import it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def umap_connectivities(indices: np.ndarray, distances: np.ndarray, n_iter: int = 64) -> sp.csr_matrix:
+    """UMAP fuzzy-simplicial-set connectivities of a kNN graph (self in column 0), in numpy.
+
+    The same computation as ``umap.umap_.fuzzy_simplicial_set`` with ``local_connectivity=1``
+    and ``set_op_mix_ratio=1`` (what scanpy and scib-metrics use): per cell, rho = distance to
+    the nearest non-identical neighbour and sigma by binary search so that
+    sum_j exp(-(d_j - rho) / sigma) = log2(k); memberships exp(-(d - rho) / sigma), then the
+    fuzzy union P + P^T - P * P^T. Written here, vectorized over cells, because UMAP's numba
+    version costs ~10-15 s of JIT compilation in every fresh process (a metrics job, a
+    scCRAFT run on new data).
+    """
+    n, k = indices.shape
+    d = distances.astype(np.float64)
+    target = np.log2(k)
+    nonzero = np.where(d > 0, d, np.inf)
+    rho = nonzero.min(axis=1)
+    rho[~np.isfinite(rho)] = 0.0
+    rest = d[:, 1:] - rho[:, None]  # UMAP's search skips column 0 (the cell itself)
+    lo, hi, mid = np.zeros(n), np.full(n, np.inf), np.ones(n)
+    done = np.zeros(n, dtype=bool)
+    for _ in range(n_iter):
+        psum = np.where(rest > 0, np.exp(-np.maximum(rest, 0) / mid[:, None]), 1.0).sum(axis=1)
+        done |= np.abs(psum - target) < 1e-5
+        above = (psum > target) & ~done
+        below = ~above & ~done
+        hi = np.where(above, mid, hi)
+        lo = np.where(below, mid, lo)
+        mid = np.where(above, (lo + hi) / 2, mid)
+        mid = np.where(below, np.where(np.isinf(hi), mid * 2, (lo + hi) / 2), mid)
+        if done.all():
+            break
+    mean_row = d.mean(axis=1)
+    floor = np.where(rho > 0, 1e-3 * mean_row, 1e-3 * d.mean())
+    sigma = np.maximum(mid, floor)
+    delta = d - rho[:, None]
+    vals = np.where(delta <= 0, 1.0, np.exp(-delta / sigma[:, None]))
+    vals[indices == np.arange(n)[:, None]] = 0.0
+    vals[indices < 0] = 0.0
+    P = sp.csr_matrix((vals.ravel(), (np.repeat(np.arange(n), k), np.clip(indices, 0, None).ravel())),
+                      shape=(n, n))
+    P.eliminate_zeros()
+    Pt = P.T.tocsr()
+    out = (P + Pt - P.multiply(Pt)).tocsr()
+    out.eliminate_zeros()
+    return out
