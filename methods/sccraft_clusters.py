@@ -23,7 +23,6 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import scipy.sparse as sp
@@ -101,22 +100,14 @@ def knn_connectivities(adata, n_neighbors: int) -> sp.csr_matrix:
     """``sc.pp.neighbors(adata, n_neighbors, use_rep="X_pca").obsp["connectivities"]``, without numba.
 
     scanpy's own kNN search runs (exact below 8192 cells, pynndescent above); only the UMAP
-    connectivities it then computes with numba (~12 s of JIT in every fresh process, paid again
-    by every scCRAFT run on a new subsample) are swapped for the numpy version in
-    :mod:`cellgraph` (equal to 1e-5), by patching scanpy's internal call for this one call.
+    connectivities (numba, ~12 s of JIT in every fresh process, paid again by every scCRAFT run
+    on a new subsample) come from the numpy version in :mod:`cellgraph` (equal to 1e-5).
     """
     import scanpy as sc
-    from scanpy.neighbors import _connectivity
 
-    from cellgraph import umap_connectivities
+    from cellgraph import scanpy_numpy_connectivities
 
-    def numpy_umap(knn_indices, knn_dists, *, n_obs, n_neighbors, set_op_mix_ratio=1.0,
-                   local_connectivity=1.0):
-        if set_op_mix_ratio != 1.0 or local_connectivity != 1.0:
-            raise NotImplementedError("numpy UMAP connectivities: only scanpy's defaults")
-        return umap_connectivities(np.asarray(knn_indices), np.asarray(knn_dists))
-
-    with mock.patch.object(_connectivity, "umap", numpy_umap):
+    with scanpy_numpy_connectivities():
         sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep="X_pca", random_state=CLUSTER_SEED)
     return adata.obsp["connectivities"].tocsr()
 

@@ -16,6 +16,8 @@ Options (JSON, every key optional; defaults in ``DEFAULT_OPTIONS``):
   they use a stratified (label x batch) subsample of about this size (its size is recorded in
   ``extra.asw_cells``). Up to 50k cells they are exact, as in scib-metrics.
 - ``leiden_seed`` (42, scib-metrics'), ``nmi_fixed_resolution`` (2.0, sysVI).
+- ``kbet_max_query_cells`` (10000; null = every cell): scIB kBET tests at most this many
+  neighbourhoods per cell type (seeded subsample; see ``metrics/kbet.py``).
 - ``positive_k`` (50), ``alpha`` (0.05): iMAP positive / true-positive rates.
 - ``kbet_fractions`` ([0.05..0.25]), ``kbet_max_test_cells`` (500): DAVAE kBET over sizes.
 - ``moransi_min_cells`` (500), ``moransi_min_frac_expressed`` (0.1), ``moransi_cutoff`` (0.2),
@@ -49,6 +51,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "exact_max_cells": 100_000, "n_jobs": 1, "asw_max_cells": 50_000, "leiden_seed": 42,
     "nmi_fixed_resolution": 2.0, "positive_k": 50, "alpha": 0.05,
     "kbet_fractions": [0.05, 0.10, 0.15, 0.20, 0.25], "kbet_max_test_cells": 500,
+    "kbet_max_query_cells": 10_000,
     "moransi_min_cells": 500, "moransi_min_frac_expressed": 0.1, "moransi_cutoff": 0.2,
     "moransi_max_genes": 150, "moransi_exclude": r"doublet|\+", "unsupervised_resolution": 0.5,
     "seed": 0, "per_cell_decimals": 3,
@@ -336,7 +339,8 @@ class _Scorer:
         from metrics.kbet import kbet_per_label
 
         conn = self.nbrs().subset_neighbors(50).knn_graph_connectivities
-        return {"kbet": kbet_per_label(conn, self.batch, self.labels)}
+        return {"kbet": kbet_per_label(conn, self.batch, self.labels, max_query_cells=self.opts["kbet_max_query_cells"],
+                                       seed=int(self.opts["seed"]))}
 
     def g_graph_connectivity(self):
         from scib_metrics import graph_connectivity

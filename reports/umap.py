@@ -57,12 +57,16 @@ def umap_of_run(run, max_cells: int = 5000, seed: int = 0) -> pd.DataFrame:
     import anndata as ad
     import scanpy as sc
 
+    from cellgraph import scanpy_numpy_connectivities
+
     idx = subsample_index(run.n_obs, max_cells, seed)
     obs = run.obs.iloc[idx]
     work = ad.AnnData(obs=pd.DataFrame(index=obs.index.astype(str)))
     if "X_emb" in run.obsm:
         work.obsm["X_emb"] = np.asarray(run.obsm["X_emb"])[idx].astype(np.float32)
-        sc.pp.neighbors(work, n_neighbors=N_NEIGHBORS, use_rep="X_emb", transformer="sklearn", random_state=seed)
+        with scanpy_numpy_connectivities():  # no numba JIT for the graph (UMAP's layout still has it)
+            sc.pp.neighbors(work, n_neighbors=N_NEIGHBORS, use_rep="X_emb", transformer="sklearn",
+                            random_state=seed)
     elif "connectivities" in run.obsp:
         conn = run.obsp["connectivities"][idx][:, idx].tocsr()
         dist = run.obsp["distances"][idx][:, idx].tocsr() if "distances" in run.obsp else conn.copy()
@@ -75,7 +79,9 @@ def umap_of_run(run, max_cells: int = 5000, seed: int = 0) -> pd.DataFrame:
         work = ad.AnnData(X=np.asarray(run.X[idx].todense() if hasattr(run.X, "todense") else run.X[idx],
                                        dtype=np.float32), obs=work.obs)
         sc.pp.pca(work, n_comps=min(50, work.n_obs - 1, work.n_vars - 1), random_state=seed)
-        sc.pp.neighbors(work, n_neighbors=N_NEIGHBORS, use_rep="X_pca", transformer="sklearn", random_state=seed)
+        with scanpy_numpy_connectivities():
+            sc.pp.neighbors(work, n_neighbors=N_NEIGHBORS, use_rep="X_pca", transformer="sklearn",
+                            random_state=seed)
     else:
         raise ValueError("run file has no obsm['X_emb'], no obsp['connectivities'] and no corrected X")
     sc.tl.umap(work, random_state=seed)

@@ -51,3 +51,15 @@ def test_kbet_per_label_matches_scib_metrics(shift):
         assert ours > 0.8
     if shift == 3.0:
         assert ours < 0.1
+
+
+def test_kbet_query_subsample_close_to_exact():
+    """Above max_query_cells a seeded subsample of neighbourhoods is tested: nearly the same value."""
+    X, batch, labels = _data(0.2, n=1600)  # about 80 % accepted
+    conn = exact_knn(X, 50)
+    conn = umap_connectivities(conn.indices, conn.distances)
+    exact = kbet_per_label(conn, batch, labels)
+    sub = kbet_per_label(conn, batch, labels, max_query_cells=150, seed=0)
+    assert kbet_per_label(conn, batch, labels, max_query_cells=150, seed=0) == sub
+    assert sub != exact and abs(sub - exact) < 0.05
+    assert kbet_per_label(conn, batch, labels, max_query_cells=400) == exact  # every label has 400 cells
