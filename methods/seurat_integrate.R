@@ -26,6 +26,10 @@ if (!requireNamespace("Seurat", quietly = TRUE)) {
   message("Seurat is not installed in this R (", R.home(), ")")
   quit(status = 3)
 }
+# Seurat's anchor steps go through future.apply even when sequential; the future package
+# refuses to hand over more than 500 MiB of globals (the object list is ~4.8 GiB at 100k cells x
+# 2000 genes), so lift the cap: nothing is shipped to other processes in sequential mode.
+options(future.globals.maxSize = Inf)
 suppressPackageStartupMessages({
   library(Seurat)
   library(Matrix)
