@@ -416,18 +416,14 @@ class _Scorer:
         return {"macro_f1": macro_f1(self.labels, obs["predicted_label"].astype(str).to_numpy(), hidden)}
 
     def g_unsupervised(self):
-        import importlib
+        from metrics.unsupervised import per_batch_cluster_conservation
 
-        try:
-            mod = importlib.import_module("metrics.unsupervised")
-        except ImportError as exc:
-            raise _NotApplicable(f"metrics.unsupervised not available: {exc}") from exc
         # integrated clusters on the shared 15-NN graph (a graph output: its own graph)
         graph = self.run.obsp["connectivities"] if self.emb is None else self.conn15()
-        res = mod.per_batch_cluster_conservation(self.X_pre, batch=self.batch,
-                                                 resolution=float(self.opts["unsupervised_resolution"]),
-                                                 seed=int(self.opts["seed"]), graph=graph,
-                                                 pseudo=self.data.batch_pseudo_labels(self.cells))
+        res = per_batch_cluster_conservation(self.X_pre, batch=self.batch,
+                                             resolution=float(self.opts["unsupervised_resolution"]),
+                                             seed=int(self.opts["seed"]), graph=graph,
+                                             pseudo=self.data.batch_pseudo_labels(self.cells))
         return {k: float(res[k]) for k in ("batch_cluster_nmi", "batch_cluster_ari")}
 
     GROUPS = {
