@@ -106,6 +106,10 @@ def integrate(adata, *, batch_key, label_key, params, seed, device) -> Integrati
         if proc.returncode == SEURAT_MISSING_EXIT:
             raise RuntimeError(f"seurat: R package Seurat is not installed for {rscript} (Debian: "
                                f"r-cran-seurat; conda: r-seurat): {proc.stderr.strip()[-300:]}")
+        if proc.returncode < 0:  # killed by a signal: SIGKILL is usually the kernel's OOM killer
+            raise RuntimeError(f"seurat: Rscript was killed by signal {-proc.returncode}"
+                               f"{' (SIGKILL: most often out of memory)' if proc.returncode == -9 else ''}: "
+                               f"{proc.stderr.strip()[-1500:]}")
         if proc.returncode != 0 or not out.exists():
             raise RuntimeError(f"seurat: Rscript failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}")
         table = pd.read_csv(out, sep="\t", index_col=0)

@@ -63,6 +63,16 @@ def test_seurat_missing_rscript_is_a_clear_error(monkeypatch, data):
         run_method("seurat_cca", data)
 
 
+def test_seurat_killed_rscript_names_the_signal(monkeypatch, tmp_path, data):
+    """An Rscript SIGKILLed (the kernel's OOM killer, e.g. RPCA at 100k cells on 24 GB) says so."""
+    fake = tmp_path / "Rscript"
+    fake.write_text("#!/bin/sh\nkill -9 $$\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("RSCRIPT", str(fake))
+    with pytest.raises(RuntimeError, match=r"killed by signal 9 \(SIGKILL: most often out of memory\)"):
+        run_method("seurat_rpca", data)
+
+
 def test_seurat_rejects_bad_reduction(data):
     with pytest.raises(ParamError, match="reduction"):
         run_method("seurat_cca", data, reduction="mnn")
