@@ -66,15 +66,18 @@ def scanpy_numpy_connectivities() -> Iterator[None]:
     """Within the block, ``sc.pp.neighbors`` computes its UMAP connectivities with
     :func:`umap_connectivities` instead of UMAP's numba code (~12 s of JIT per fresh process).
 
-    scanpy's own kNN search still runs; only its internal ``_connectivity.umap`` call is swapped,
-    and only for scanpy's defaults (set_op_mix_ratio = local_connectivity = 1).
+    scanpy's own kNN search still runs; only its internal ``_connectivity.umap`` call is swapped.
+    Other set_op_mix_ratio / local_connectivity values than scanpy's defaults (1) go to UMAP's own code.
     """
     from scanpy.neighbors import _connectivity
+
+    numba_umap = _connectivity.umap
 
     def numpy_umap(knn_indices, knn_dists, *, n_obs, n_neighbors, set_op_mix_ratio=1.0,
                    local_connectivity=1.0):
         if set_op_mix_ratio != 1.0 or local_connectivity != 1.0:
-            raise NotImplementedError("numpy UMAP connectivities: only scanpy's defaults")
+            return numba_umap(knn_indices, knn_dists, n_obs=n_obs, n_neighbors=n_neighbors,
+                              set_op_mix_ratio=set_op_mix_ratio, local_connectivity=local_connectivity)
         return umap_connectivities(np.asarray(knn_indices), np.asarray(knn_dists))
 
     with mock.patch.object(_connectivity, "umap", numpy_umap):
