@@ -5,7 +5,7 @@ Usage (from the repo root):
         [--scvi-epochs 20] [--imap-epochs 5] [--threads 1] [--timeout 1800] [--out results/bench_baselines.tsv]
 
 Each method runs in its own spawned child process that reads the data from a temporary h5ad
-(like the runner's child), so its peak RSS is its own (``ru_maxrss`` of the child, or of its
+(like the runner's child), so its peak RSS is its own (``VmHWM`` of the child, or the peak of its
 subprocesses such as Rscript when larger) and a crash or out-of-memory of one method does not
 stop the others. (Spawn, not fork: a fork after the parent used GNU OpenMP makes numba-parallel
 code in the child, e.g. BBKNN's connectivities, abort.) All methods get the same
@@ -28,7 +28,6 @@ import importlib
 import json
 import multiprocessing
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -95,6 +94,7 @@ def _child(data_path: str, name: str, params: dict, threads: int, result_path: s
     import anndata as ad
 
     from methods import registry
+    from methods.base import peak_rss_mb
 
     out = {"status": "failed", "error": "", "seconds": None, "epochs": None}
     try:
@@ -114,9 +114,7 @@ def _child(data_path: str, name: str, params: dict, threads: int, result_path: s
     except BaseException as exc:  # noqa: BLE001 - a benchmark records every failure
         out["error"] = f"{type(exc).__name__}: {exc}"[:300]
         traceback.print_exc()
-    peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    out["peak_rss_mb"] = round(peak_kb / 1024, 1)
+    out["peak_rss_mb"] = round(peak_rss_mb(include_children=True), 1)
     Path(result_path).write_text(json.dumps(out))
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -69,12 +68,13 @@ def write_synthetic(workdir: Path, n_cells: int, seed: int = 0, n_types: int = 1
 
 def child(data_path: str, run_path: str, out_path: str, options: str, compare_knn: bool) -> None:
     """Runs in a fresh process: score one run, print wall time, peak RSS and timings as JSON."""
+    from methods.base import peak_rss_mb
     from metrics.score import score_many
 
     t0 = time.perf_counter()
     res = score_many(data_path, [run_path], [out_path], json.loads(options))[0]
     wall = time.perf_counter() - t0
-    report = {"wall_s": round(wall, 2), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    report = {"wall_s": round(wall, 2), "peak_rss_mb": peak_rss_mb(),
               "status": res["status"], "error": res["error"], "timing": res["timing"],
               "metrics": res["metrics"], "na_reasons": res["na_reasons"]}
     if compare_knn:

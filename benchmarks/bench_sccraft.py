@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -51,6 +50,7 @@ def bench_one(n_cells: int, args) -> dict:
     import torch
 
     from methods import sccraft
+    from methods.base import peak_rss_mb
     from methods.nn.training import pick_device, seed_all, to_device_tensor
     from methods.sccraft_clusters import cached_dual_resolution_clusters
 
@@ -99,7 +99,7 @@ def bench_one(n_cells: int, args) -> dict:
         "threads": args.threads, "s_per_epoch": round(epoch_s, 3),
         "cpu_s_per_epoch": round(epoch_cpu_s, 3), "timed_epochs": args.epochs,
         "cluster_s": round(cluster_s, 2), "embed_s": round(embed_s, 2), "simulate_s": round(sim_s, 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "peak_gpu_mb": (round(torch.cuda.max_memory_allocated(dev) / 2**20, 1) if dev.type == "cuda" else None),
         "emb_shape": list(emb.shape), "loadavg_1min": round(os.getloadavg()[0], 2),
     }

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -39,15 +38,11 @@ def simulated_counts(n_cells: int, n_genes: int, n_batches: int, seed: int):
     return adata
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (ru_maxrss is KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def bench_one(method: str, n_cells: int, epochs: int, device: str, seed: int, n_genes: int,
               n_batches: int) -> dict:
     """Train ``epochs`` epochs of ``method`` on ``n_cells`` simulated cells; timings and memory."""
     from methods import registry
+    from methods.base import peak_rss_mb
 
     module = __import__(registry.get(method).module, fromlist=["integrate"])
     adata = simulated_counts(n_cells, n_genes, n_batches, seed)

@@ -1,12 +1,16 @@
 """Benchmark: our sysVI (methods.sysvi) vs scvi-tools' SysVI (methods.sysvi_scvitools).
 
-Same architecture, batch size, epochs and data (simulated two-system cells, 2000 genes). Each
-(method, n_cells) runs in a fresh process so peak RSS is the run's own. Reports seconds per
-epoch (training wall time) and CPU seconds per epoch (whole call; robust to a busy
-machine), peak RSS, peak GPU memory, iLISI (unscaled, 30-NN) and KMeans NMI.
-Not a test; the issue's target is ours >= 2x faster per epoch on CPU.
+Same architecture, batch size, epochs and data (simulated two-system cells, 2000 genes), at
+each ``--precision`` (fp32, and bf16-mixed: torch.autocast to bfloat16 in both, Lightning's
+"bf16-mixed" for scvi-tools) and each ``--seeds`` value (the spread across seeds is the seed
+noise the scores are compared with). Each (n_cells, method, precision, seed) runs in a fresh
+process that reads the simulated data from an h5ad, so its peak RSS is data + training. Reports seconds per epoch (training wall time) and CPU
+seconds per epoch (whole call; robust to a busy machine), peak RSS, peak GPU memory, iLISI
+(unscaled, 30-NN) and KMeans NMI, then the speed ratios (seed means) per size: each of ours vs
+scvi-tools at fp32, and at equal precision. Not a test; the issue's target is ours >= 2x
+faster per epoch on CPU with scores within seed noise.
 
-    python benchmarks/bench_sysvi.py --n-cells 10000 50000 --epochs 3 --out bench_sysvi.tsv
+    python benchmarks/bench_sysvi.py --n-cells 10000 50000 --epochs 3 --seeds 0 1 2 --threads 1
 """
 
 from __future__ import annotations
@@ -46,20 +50,23 @@ def simulate(n_cells: int, n_genes: int = 2000, n_types: int = 8, batch_strength
     return ad.AnnData(X=sp.csr_matrix(np.log1p(counts / lib * 1e4).astype(np.float32)), obs=obs)
 
 
-def _child(method: str, n_cells: int, epochs: int, device: str, threads: int, emb_path: str, queue) -> None:
+def _child(method: str, data_path: str, epochs: int, precision: str, seed: int, device: str, threads: int,
+           emb_path: str, queue) -> None:
     import importlib
 
+    import anndata as ad
     import torch
 
     sys.path.insert(0, str(REPO))
     torch.set_num_threads(threads)
     from methods import registry
+    from methods.base import peak_rss_mb
 
-    adata = simulate(n_cells)
-    params = registry.merge_params(method, {"max_epochs": epochs})
+    adata = ad.read_h5ad(data_path)  # as the runner's child: peak RSS = data + training
+    params = registry.merge_params(method, {"max_epochs": epochs, "precision": precision})
     module = importlib.import_module(METHODS[method])
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-    res = module.integrate(adata, batch_key="batch", label_key="label", params=params, seed=0, device=device)
+    res = module.integrate(adata, batch_key="batch", label_key="label", params=params, seed=seed, device=device)
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     # CPU seconds of the whole integrate call (setup + training + embedding): robust to other
     # processes competing for the cores, unlike the wall-clock s_per_epoch
@@ -69,10 +76,10 @@ def _child(method: str, n_cells: int, epochs: int, device: str, threads: int, em
     queue.put({"s_per_epoch": res.extra["s_per_epoch"], "train_s": res.extra["train_s"],
                "cpu_s_per_epoch": cpu_s / res.epochs,
                "epochs": res.epochs, "device": res.extra["device"],
-               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak_gpu_mb": gpu})
+               "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": gpu})
 
 
-def scores(emb: np.ndarray, n_cells: int) -> tuple[float, float]:
+def scores(emb: np.ndarray, adata) -> tuple[float, float]:
     """iLISI (scib-metrics, unscaled) on a 30-NN graph and NMI of KMeans vs the true types."""
     import scib_metrics
     from scib_metrics.nearest_neighbors import NeighborsResults
@@ -80,7 +87,6 @@ def scores(emb: np.ndarray, n_cells: int) -> tuple[float, float]:
     from sklearn.metrics import normalized_mutual_info_score
     from sklearn.neighbors import NearestNeighbors
 
-    adata = simulate(n_cells)
     dist, idx = NearestNeighbors(n_neighbors=30).fit(emb).kneighbors(emb)
     ilisi = float(scib_metrics.ilisi_knn(NeighborsResults(indices=idx, distances=dist),
                                          adata.obs["batch"].cat.codes.to_numpy(), scale=False))
@@ -95,6 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--precision", nargs="+", default=["fp32", "bf16-mixed"], choices=["fp32", "bf16-mixed"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--out", default="bench_sysvi.tsv")
     args = ap.parse_args(argv)
     import pandas as pd
@@ -102,30 +110,41 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
-        for n in args.n_cells:
-            for method in args.methods:
-                emb_path = os.path.join(tmp, f"{method}_{n}.npy")
-                queue = ctx.Queue()
-                proc = ctx.Process(target=_child, args=(method, n, args.epochs, args.device, args.threads,
-                                                        emb_path, queue))
-                proc.start()
-                rec = queue.get()
-                proc.join()
-                ilisi, nmi = scores(np.load(emb_path), n)
-                rows.append({"method": method, "n_cells": n, "threads": args.threads, **rec,
-                             "ilisi": round(ilisi, 4), "nmi": round(nmi, 4)})
-                print("\t".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
+        runs = [(n, m, p, s) for n in args.n_cells for m in args.methods for p in args.precision for s in args.seeds]
+        data = {}
+        for n, method, precision, seed in runs:
+            if n not in data:
+                data[n] = (simulate(n), os.path.join(tmp, f"data_{n}.h5ad"))
+                data[n][0].write_h5ad(data[n][1])
+            emb_path = os.path.join(tmp, f"{method}_{n}_{precision}_{seed}.npy")
+            queue = ctx.Queue()
+            proc = ctx.Process(target=_child, args=(method, data[n][1], args.epochs, precision, seed, args.device,
+                                                    args.threads, emb_path, queue))
+            proc.start()
+            rec = queue.get()
+            proc.join()
+            ilisi, nmi = scores(np.load(emb_path), data[n][0])
+            rows.append({"method": method, "n_cells": n, "precision": precision, "seed": seed,
+                         "threads": args.threads, **rec, "ilisi": round(ilisi, 4), "nmi": round(nmi, 4)})
+            print("\t".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
     table = pd.DataFrame(rows)
     out = Path(args.out)
     tmp_out = out.with_name(f".{out.name}.tmp{os.getpid()}")
     table.to_csv(tmp_out, sep="\t", index=False)
     os.replace(tmp_out, out)
+    summary = (table.groupby(["n_cells", "method", "precision"])
+               .agg(s_per_epoch=("s_per_epoch", "mean"), cpu_s_per_epoch=("cpu_s_per_epoch", "mean"),
+                    peak_rss_mb=("peak_rss_mb", "max"), ilisi=("ilisi", "mean"), ilisi_sd=("ilisi", "std"),
+                    nmi=("nmi", "mean"), nmi_sd=("nmi", "std")))
+    print(summary.round(4).to_string())
     for n in args.n_cells:
-        sub = table[table.n_cells == n].set_index("method")
-        if set(METHODS) <= set(sub.index):
-            wall = sub.loc["sysvi_scvitools", "s_per_epoch"] / sub.loc["sysvi", "s_per_epoch"]
-            cpu = sub.loc["sysvi_scvitools", "cpu_s_per_epoch"] / sub.loc["sysvi", "cpu_s_per_epoch"]
-            print(f"n_cells={n}: scvi-tools / ours per epoch: wall {wall:.2f}x, CPU time {cpu:.2f}x")
+        sub = summary.loc[n]
+        pairs = [(p, "fp32") for p in args.precision] + [(p, p) for p in args.precision if p != "fp32"]
+        for ours, theirs in pairs:
+            if ("sysvi", ours) in sub.index and ("sysvi_scvitools", theirs) in sub.index:
+                a, b = sub.loc[("sysvi", ours)], sub.loc[("sysvi_scvitools", theirs)]
+                print(f"n_cells={n}: scvi-tools {theirs} / ours {ours} per epoch: wall "
+                      f"{b.s_per_epoch / a.s_per_epoch:.2f}x, CPU time {b.cpu_s_per_epoch / a.cpu_s_per_epoch:.2f}x")
 
 
 if __name__ == "__main__":

@@ -15,10 +15,34 @@ Methods never write files: the runner (``methods/runner.py``) owns the run file.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+
+def peak_rss_mb(include_children: bool = False) -> float:
+    """Peak resident memory of this process in MiB (``VmHWM`` of /proc/self/status on Linux).
+
+    Not ``ru_maxrss`` alone: Linux carries ru_maxrss over fork and exec, so a process started by
+    a large parent reports the parent's peak. ``include_children`` takes the max with the peak of
+    waited-for subprocesses (e.g. Rscript), whose ru_maxrss is their own peak or, if larger, this
+    process's RSS when it started them (never more than this process's own peak).
+    """
+    import resource
+
+    own_kb = None
+    try:
+        with open("/proc/self/status") as fh:
+            own_kb = next((int(line.split()[1]) for line in fh if line.startswith("VmHWM:")), None)
+    except OSError:
+        pass
+    if own_kb is None:  # no procfs (macOS: ru_maxrss is in bytes there)
+        own_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform == "darwin" else 1)
+    if include_children:
+        own_kb = max(own_kb, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return own_kb / 1024
 
 
 class ParamError(ValueError):

@@ -94,12 +94,12 @@ class DACVAE(nn.Module):
     def __init__(self, n_genes: int, n_batches: int, hidden: list[int], n_latent: int, dropout: float,
                  classifier_dropout: float):
         super().__init__()
-        from methods.nn.layers import MLP, GradientReversal
+        from methods.nn.layers import MLP, GradientReversal, Linear
 
         bn = dict(norm="batch_no_scale", activation="relu", bn_momentum=0.01, bn_eps=1e-3)
         self.encoder = MLP(n_genes, hidden, n_cov=n_batches, inject_cov="first", dropout=dropout, **bn)
-        self.z_mean = nn.Linear(hidden[-1], n_latent)
-        self.z_logvar = nn.Linear(hidden[-1], n_latent)
+        self.z_mean = Linear(hidden[-1], n_latent)
+        self.z_logvar = Linear(hidden[-1], n_latent)
         self.decoder = MLP(n_latent, hidden[::-1], n_genes, n_cov=n_batches, inject_cov="first",
                            dropout=dropout, out_activation="softplus", **bn)
         self.reverse = GradientReversal(1.0)

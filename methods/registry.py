@@ -88,7 +88,8 @@ METHODS: dict[str, MethodSpec] = {
         "n_prior_components": 5, "trainable_prior": True, "kl_weight": 1.0, "reconstruction_weight": 1.0,
         "cycle_weight": cycle, "cycle_covariates": "zero", "cycle_distance": "mse_standard", "kappa": kappa,
         "variant": "paper", "batch_size": 128, "lr": 1e-3, "adam_eps": 0.01, "weight_decay": 1e-6,
-        "max_epochs": None, "train_size": 0.9, "system_key": "system", "use_batch_covariate": "auto"},
+        "max_epochs": None, "train_size": 0.9, "system_key": "system", "use_batch_covariate": "auto",
+        "precision": "fp32"},
         description=desc)
        for name, prior, cycle, kappa, desc in [
            ("cvae", "standard", 0.0, 0.0, "sysVI ablation: conditional VAE, standard prior (torch)"),
@@ -104,7 +105,7 @@ METHODS: dict[str, MethodSpec] = {
     "sysvi_scvitools": MethodSpec("methods.sysvi_scvitools", "embedding", "lognorm", "scvi", gpu=True, defaults={
         "n_latent": 15, "n_hidden": 256, "n_layers": 2, "dropout": 0.1, "prior": "vamp",
         "n_prior_components": 5, "kl_weight": 1.0, "cycle_weight": 2.0, "batch_size": 128, "lr": 1e-3,
-        "max_epochs": None, "system_key": "system"},
+        "max_epochs": None, "system_key": "system", "precision": "fp32"},
         description="scvi-tools SysVI (scvi.external.SysVI), reference implementation"),
     # --- end of methods ---
 }

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from methods import registry
-from methods.base import IntegrationResult
+from methods.base import IntegrationResult, peak_rss_mb
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VERSION_PACKAGES = [
@@ -245,7 +245,7 @@ def _integrate_and_write(job: dict[str, Any]) -> None:
         load_s=round(load_s, 3),
         epochs=result.epochs,
         loss_history=result.loss_history,
-        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        peak_rss_mb=peak_rss_mb(include_children=True),
         peak_gpu_mb=_peak_gpu_mb(device),
         extra=result.extra,
     )

@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.base import IntegrationResult, ParamError
-from methods.nn.layers import MLP
+from methods.nn.layers import MLP, Linear
 from methods.nn.likelihoods import kl_normal_standard
 from methods.nn.training import (
     LossHistory,
@@ -161,11 +161,11 @@ class SCCRAFTVAE(nn.Module):
         super().__init__()
         self.n_batches = n_batches
         self.encoder = MLP(n_genes, [1024, 512], None, norm="batch", activation="relu")
-        self.q_mean = nn.Linear(512, n_latent)
-        self.q_logvar = nn.Linear(512, n_latent)
+        self.q_mean = Linear(512, n_latent)
+        self.q_logvar = Linear(512, n_latent)
         self.g1 = MLP(n_latent + n_batches, [512, 1024], n_genes, norm=None, activation="relu")
         self.g2 = MLP(n_batches, [512, 1024], n_genes, norm=None, activation="relu")
-        self.heads = nn.Linear(n_genes, 2 * n_genes)  # [log mu, log theta]
+        self.heads = Linear(n_genes, 2 * n_genes)  # [log mu, log theta]
         self.register_buffer("batch_eye", torch.eye(n_batches))
         for module in self.modules():  # the released code's weights_init_normal for BatchNorm
             if isinstance(module, nn.BatchNorm1d):

@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.base import IntegrationResult, ParamError
-from methods.nn.layers import MLP
+from methods.nn.layers import MLP, Linear
 from methods.nn.likelihoods import zinb_nll
 from methods.nn.training import (
     LossHistory,
@@ -256,28 +256,28 @@ class DreamerNet(nn.Module):
                  y_dim: int = 6, prior_hidden: int = 8):
         super().__init__()
         self.encoder = _lrelu_mlp(n_genes, [n_hidden], None, n_batches, dropout)
-        self.z_mean = nn.Linear(n_hidden, z_dim)
-        self.z_logvar = nn.Linear(n_hidden, z_dim)
-        self.l_hidden = nn.Linear(n_hidden, z_dim)  # the code's ReLU(Dense(512 -> z_dim)) library branch
-        self.l_mean = nn.Linear(z_dim, 1)
-        self.l_logvar = nn.Linear(z_dim, 1)
+        self.z_mean = Linear(n_hidden, z_dim)
+        self.z_logvar = Linear(n_hidden, z_dim)
+        self.l_hidden = Linear(n_hidden, z_dim)  # the code's ReLU(Dense(512 -> z_dim)) library branch
+        self.l_mean = Linear(z_dim, 1)
+        self.l_logvar = Linear(z_dim, 1)
         self.decoder = _lrelu_mlp(z_dim, [n_hidden], None, n_batches, dropout)
-        self.scale_head = nn.Linear(n_hidden, n_genes)
-        self.dropout_head = nn.Linear(n_hidden, n_genes)
+        self.scale_head = Linear(n_hidden, n_genes)
+        self.dropout_head = Linear(n_hidden, n_genes)
         self.log_theta = nn.Parameter(torch.randn(n_genes))  # tf.Variable(tf.random_normal([p]))
-        self.fake_head = nn.Linear(n_hidden, n_genes) if use_discriminator else None
+        self.fake_head = Linear(n_hidden, n_genes) if use_discriminator else None
         self.discriminator = _lrelu_mlp(n_genes, [n_hidden], 1, 0, dropout) if use_discriminator else None
         self.batch_classifier = (_lrelu_mlp(z_dim, [n_hidden], n_batches, 0, dropout)
                                  if use_batch_classifier else None)
         self.n_labels = n_labels
         if n_labels:
-            self.celltype_classifier = nn.Linear(z_dim, n_labels)
+            self.celltype_classifier = Linear(z_dim, n_labels)
             self.prior_encoder = _lrelu_mlp(z_dim, [n_hidden], None, n_labels, dropout)
-            self.y_mean = nn.Linear(n_hidden, y_dim)
-            self.y_logvar = nn.Linear(n_hidden, y_dim)
+            self.y_mean = Linear(n_hidden, y_dim)
+            self.y_logvar = Linear(n_hidden, y_dim)
             self.prior_decoder = _lrelu_mlp(y_dim, [prior_hidden], None, n_labels, dropout)
-            self.zc_mean = nn.Linear(prior_hidden, z_dim)
-            self.zc_logvar = nn.Linear(prior_hidden, z_dim)
+            self.zc_mean = Linear(prior_hidden, z_dim)
+            self.zc_logvar = Linear(prior_hidden, z_dim)
 
     def encode(self, x: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """q(z | x, s) and q(l | x, s): (z_mean, z_var, l_mean, l_var)."""

@@ -9,6 +9,8 @@ weight decay 1e-6), epochs min(round(8e6/N), 400) unless ``max_epochs`` is set.
 The KL weight goes through ``plan_kwargs["max_kl_weight"]``: scvi-tools ignores
 ``plan_kwargs["kl_weight"]`` (specs/models.md 4.5). Epochs trained are recorded; the loss
 history comes from ``model.history`` (per-epoch training losses).
+``precision`` "fp32" | "bf16-mixed" goes to Lightning's Trainer ("32-true" | "bf16-mixed", the
+same torch.autocast to bfloat16 as ``methods.sysvi``), so both can be timed at equal precision.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from methods.base import IntegrationResult, ParamError
 from methods.sysvi import default_epochs, same_partition
 
 PRIORS = {"vamp": "vamp", "standard": "standard_normal"}
+LIGHTNING_PRECISION = {"fp32": "32-true", "bf16-mixed": "bf16-mixed"}
 
 
 def _check(params: dict) -> dict:
@@ -41,6 +44,9 @@ def _check(params: dict) -> dict:
                                              or params["max_epochs"] < 1):
         raise ParamError(f"sysvi_scvitools: max_epochs must be a positive integer or null, "
                          f"got {params['max_epochs']!r}")
+    if params["precision"] not in LIGHTNING_PRECISION:
+        raise ParamError(f"sysvi_scvitools: precision must be one of {', '.join(LIGHTNING_PRECISION)}; "
+                         f"got {params['precision']!r}")
     if not 0 <= float(params["dropout"]) < 1:
         raise ParamError(f"sysvi_scvitools: dropout must be in [0, 1), got {params['dropout']!r}")
     return out
@@ -72,6 +78,7 @@ def integrate(adata, *, batch_key, label_key, params, seed, device) -> Integrati
     t0 = time.perf_counter()
     model.train(max_epochs=epochs, batch_size=int(p["batch_size"]),
                 accelerator="gpu" if use_gpu else "cpu", devices=1, enable_progress_bar=False,
+                precision=LIGHTNING_PRECISION[p["precision"]],
                 plan_kwargs={"lr": float(p["lr"]), "max_kl_weight": float(p["kl_weight"]),
                              "z_distance_cycle_weight": float(p["cycle_weight"])})
     train_s = time.perf_counter() - t0
@@ -84,4 +91,4 @@ def integrate(adata, *, batch_key, label_key, params, seed, device) -> Integrati
     return IntegrationResult(embedding=np.asarray(emb), loss_history=history, epochs=trained,
                              extra={"train_s": train_s, "s_per_epoch": train_s / max(trained, 1),
                                     "scvi_tools": scvi.__version__, "covariates": covariates or [],
-                                    "device": "cuda" if use_gpu else "cpu"})
+                                    "device": "cuda" if use_gpu else "cpu", "precision": p["precision"]})

@@ -10,9 +10,10 @@ import scipy.sparse as sp
 import torch
 
 from methods.base import TrainingDivergedError
+from methods.nn import layers as layers_mod
 from methods.nn import likelihoods as L
 from methods.nn import training as T
-from methods.nn.layers import MLP, GradientReversal, grad_reverse
+from methods.nn.layers import MLP, GradientReversal, Linear, grad_reverse
 from methods.nn.vamp_prior import VampPrior, init_from_cells
 
 torch.set_num_threads(1)
@@ -43,6 +44,31 @@ def test_mlp_options_and_bad_values():
         MLP(3, [4], norm="group")
     with pytest.raises(ValueError, match="dropout"):
         MLP(3, [4], dropout=1.5)
+
+
+@pytest.mark.skipif(not layers_mod.ONEDNN_LINEAR, reason="torch built without oneDNN")
+@pytest.mark.parametrize("bias", [True, False])
+def test_onednn_linear_matches_torch_linear_and_its_gradients(bias):
+    torch.manual_seed(0)
+    lin = Linear(37, 19, bias=bias)
+    x = torch.randn(11, 37, requires_grad=True)
+    y = lin(x)
+    assert y.grad_fn.__class__.__name__.startswith("_OneDNNLinear")  # the oneDNN path was taken
+    ref = torch.nn.functional.linear(x.double(), lin.weight.double(), None if lin.bias is None else lin.bias.double())
+    assert torch.allclose(y.double(), ref, atol=1e-5)
+    g = torch.randn(11, 19)
+    y.backward(g)
+    grads = [x.grad, lin.weight.grad] + ([lin.bias.grad] if bias else [])
+    x.grad, lin.weight.grad = None, None
+    if bias:
+        lin.bias.grad = None
+    torch.nn.functional.linear(x, lin.weight, lin.bias).backward(g)  # torch's own formula
+    for ours, theirs in zip(grads, [x.grad, lin.weight.grad] + ([lin.bias.grad] if bias else [])):
+        assert torch.allclose(ours, theirs, atol=1e-5)
+    with torch.no_grad():  # no graph: plain forward, same values
+        assert torch.allclose(lin(x), y, atol=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast keeps torch's bf16 linear
+        assert lin(x).dtype == torch.bfloat16
 
 
 def test_gradient_reversal_flips_and_scales_gradient():
@@ -137,6 +163,23 @@ def test_device_tensor_one_hot_and_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA"):
             T.pick_device("cuda")
+
+
+def test_autocast_precisions(monkeypatch):
+    lin = torch.nn.Linear(8, 4)
+    x = torch.randn(3, 8)
+    with T.autocast(torch.device("cpu"), "fp32"):
+        assert lin(x).dtype == torch.float32
+    monkeypatch.setattr(T, "cpu_has_native_bf16", lambda: True)
+    with T.autocast(torch.device("cpu"), "bf16-mixed"):
+        out = lin(x)
+    assert out.dtype == torch.bfloat16 and lin.weight.dtype == torch.float32  # parameters stay fp32
+    assert torch.allclose(out.float(), lin(x), rtol=0.02, atol=0.02)
+    monkeypatch.setattr(T, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(RuntimeWarning, match="emulated"):
+        T.autocast(torch.device("cpu"), "bf16-mixed")
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        T.autocast(torch.device("cpu"), "fp16")
 
 
 def test_loss_history_and_nan_guard():

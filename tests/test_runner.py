@@ -1,6 +1,8 @@
 """The runner records every run, successful or not, and never leaves a half-written file."""
 
 import json
+import sys
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -106,3 +108,25 @@ def test_supervised_run_sees_hidden_labels_and_keeps_truth(fake_registry, data_p
     assert (run_ad.obs["predicted_label"].astype(str)[hidden] == "nan").all()
     assert run_ad.obs["label"].notna().all()
     assert json.loads(ad.read_h5ad(out).uns["run_json"])["label_missing"] == 0.5
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM is Linux procfs")
+def test_peak_rss_is_the_process_own_not_its_parents():
+    """Linux carries ru_maxrss over fork+exec: a child of a large parent would report the
+    parent's peak. peak_rss_mb reads VmHWM, this process's own high-water mark."""
+    import resource
+    import subprocess
+
+    from methods.base import peak_rss_mb
+
+    big = np.ones(400 * 2**20 // 8)  # 400 MiB resident in this (parent) process
+    big += 1
+    code = ("import resource; from methods.base import peak_rss_mb; "
+            "print(peak_rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(Path(__file__).resolve().parent.parent)).stdout.split()
+    own, inherited = float(out[0]), float(out[1])
+    assert inherited > 400 and own < 300, (own, inherited)  # the child itself is a small python
+    assert peak_rss_mb() >= 400  # the parent's own peak includes the array
+    assert peak_rss_mb(include_children=True) >= peak_rss_mb()
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 > 400

@@ -96,6 +96,22 @@ def test_same_seed_same_embedding_on_cpu(small):
     assert not np.allclose(a.embedding, c.embedding)
 
 
+def test_bf16_mixed_precision_trains_reproducibly_and_tracks_fp32(small):
+    """bf16 autocast changes the arithmetic, not the model: same seed -> same embedding, loss goes
+    down, and the loss curve stays close to fp32's; the embedding is always computed in fp32."""
+    fp32 = run("sysvi", small, seed=1, max_epochs=8, **SMALL_NET)
+    a = run("sysvi", small, seed=1, max_epochs=8, precision="bf16-mixed", **SMALL_NET)
+    b = run("sysvi", small, seed=1, max_epochs=8, precision="bf16-mixed", **SMALL_NET)
+    np.testing.assert_array_equal(a.embedding, b.embedding)
+    assert a.embedding.dtype == np.float32 and a.extra["precision"] == "bf16-mixed"
+    assert fp32.extra["precision"] == "fp32" and not np.array_equal(a.embedding, fp32.embedding)
+    loss_a, loss_f = np.array(a.loss_history["loss"]), np.array(fp32.loss_history["loss"])
+    assert loss_a[-1] < 0.8 * loss_a[0]
+    np.testing.assert_allclose(loss_a, loss_f, rtol=0.05)
+    adv = run("adv", small, seed=1, max_epochs=4, precision="bf16-mixed", **SMALL_NET)  # classifier under autocast
+    assert np.isfinite(adv.loss_history["classifier"]).all()
+
+
 def test_port_options_run(small):
     res = run("sysvi", small, max_epochs=4, variant="scvi_tools", cycle_covariates="real",
               cycle_distance="mse_standard_separate", **SMALL_NET)
@@ -143,6 +159,7 @@ def test_nan_input_is_rejected(small):
     ({"prior": "gmm"}, "prior"), ({"cycle_covariates": "mock"}, "cycle_covariates"),
     ({"variant": "v2"}, "variant"), ({"max_epochs": 0}, "max_epochs"), ({"dropout": 1.0}, "dropout"),
     ({"n_prior_components": 0}, "n_prior_components"), ({"use_batch_covariate": "maybe"}, "use_batch_covariate"),
+    ({"precision": "fp16"}, "precision"),
 ])
 def test_bad_params_are_rejected(small, override, match):
     with pytest.raises(ParamError, match=match):
@@ -171,3 +188,6 @@ def test_scvi_tools_sysvi_runs_and_records_epochs(small):
     with pytest.raises(ParamError, match="cycle_weight"):
         sysvi_scvitools.integrate(small, batch_key="batch", label_key="label", seed=0, device="cpu",
                                   params={**params, "cycle_weight": -1.0})
+    with pytest.raises(ParamError, match="precision must be one of fp32, bf16-mixed"):
+        sysvi_scvitools.integrate(small, batch_key="batch", label_key="label", seed=0, device="cpu",
+                                  params={**params, "precision": "16-mixed"})

@@ -34,6 +34,59 @@ class BatchNormNoScale(nn.Module):
         return self.bn(x) + self.bias
 
 
+def _onednn_linear_available() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+ONEDNN_LINEAR = _onednn_linear_available()
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """y = x W^T + b and its gradients, each one oneDNN fp32 matrix product (brgemm).
+
+    Why: on CPU, torch sends fp32 ``F.linear`` and its backward to MKL's sgemm, which on AMD
+    CPUs runs an AVX2 path: measured here (AMD EPYC, AVX-512), oneDNN's fp32 kernels are ~2x
+    faster for every layer shape of these models (128 x 2000 x 256: 0.60 vs 1.35 ms), at fp32
+    accuracy (relative error ~1e-6 against float64, as MKL). ``mkldnn::_linear_pointwise`` is the
+    op torch's own compiler (inductor) uses for CPU linear layers; it has no autograd formula, so
+    the backward is written here: dX = dY W, dW = dY^T X, db = sum(dY).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        pointwise = torch.ops.mkldnn._linear_pointwise
+        grad_x = pointwise(grad, weight.t(), None, "none", [], "") if ctx.needs_input_grad[0] else None
+        grad_w = pointwise(grad.t(), x.t(), None, "none", [], "") if ctx.needs_input_grad[1] else None
+        grad_b = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear``, through oneDNN for 2-D fp32 CPU inputs (see ``_OneDNNLinear``).
+
+    Anything else (GPU, other dtypes, bf16 autocast, which already uses oneDNN) is ``F.linear``.
+    """
+    if (ONEDNN_LINEAR and x.dim() == 2 and x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu")):
+        return _OneDNNLinear.apply(x, weight, bias)
+    return nn.functional.linear(x, weight, bias)
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters, init and state dict) computed by :func:`linear`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)
+
+
 def _norm_layer(norm: str | None, n: int, momentum: float, eps: float) -> nn.Module:
     if norm == "batch":
         return nn.BatchNorm1d(n, momentum=momentum, eps=eps)
@@ -113,7 +166,7 @@ class MLP(nn.Module):
         for i, h in enumerate(hidden):
             takes = self._injects(i)
             self.layers.append(nn.Sequential(
-                nn.Linear(width + (self.n_cov if takes else 0), h),
+                Linear(width + (self.n_cov if takes else 0), h),
                 _norm_layer(norm, h, bn_momentum, bn_eps),
                 _activation(activation, leaky_slope),
                 nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
@@ -124,7 +177,7 @@ class MLP(nn.Module):
         self._out_takes_cov = False
         if n_out is not None:
             self._out_takes_cov = self._injects(len(hidden))
-            self.out = nn.Linear(width + (self.n_cov if self._out_takes_cov else 0), n_out)
+            self.out = Linear(width + (self.n_cov if self._out_takes_cov else 0), n_out)
             width = n_out
         self.n_out = width
 

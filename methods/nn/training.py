@@ -12,6 +12,7 @@ import contextlib
 import os
 import random
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -111,6 +112,40 @@ def balanced_indices(group_codes: Any, per_group: int, generator: torch.Generato
         picked.append(pick)
     allidx = torch.cat(picked)
     return allidx[torch.randperm(allidx.numel(), generator=generator)].to(device)
+
+
+PRECISIONS = ("fp32", "bf16-mixed")
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU multiplies bfloat16 matrices in hardware (AVX512-BF16 or AMX-BF16 flags,
+    Linux /proc/cpuinfo); without them oneDNN emulates bf16 and mixed precision is slower."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Context for a training step's forward pass and losses in ``precision``.
+
+    "fp32": plain float32. "bf16-mixed": ``torch.autocast`` to bfloat16, i.e. matrix products in
+    bf16 with fp32 accumulation while parameters, optimizer state and gradients stay fp32 (no loss
+    scaling needed: bf16 has fp32's exponent range). Models cast their heads' outputs to fp32 so
+    likelihoods, KL terms and losses are computed in fp32.
+    """
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision != "bf16-mixed":
+        raise ValueError(f"unknown precision '{precision}'; known: {', '.join(PRECISIONS)}")
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"precision 'bf16-mixed' needs a GPU with bfloat16 support; {device} has none")
+    if device.type == "cpu" and not cpu_has_native_bf16():
+        warnings.warn("precision 'bf16-mixed' on a CPU without AVX512-BF16/AMX: bf16 matrix products are "
+                      "emulated and slower than fp32", RuntimeWarning, stacklevel=2)
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def adam(params: Iterable, **kwargs: Any) -> torch.optim.Adam:
