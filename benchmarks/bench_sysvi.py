@@ -4,10 +4,10 @@ Same architecture, batch size, epochs and data (simulated two-system cells, 2000
 each ``--precision`` (fp32, and bf16-mixed: torch.autocast to bfloat16 in both, Lightning's
 "bf16-mixed" for scvi-tools) and each ``--seeds`` value (the spread across seeds is the seed
 noise the scores are compared with). Each (n_cells, method, precision, seed) runs in a fresh
-process that reads the simulated data from an h5ad, so its peak RSS is data + training. Reports seconds per epoch (training wall time) and CPU
-seconds per epoch (whole call; robust to a busy machine), peak RSS, peak GPU memory, iLISI
-(unscaled, 30-NN) and KMeans NMI, then the speed ratios (seed means) per size: each of ours vs
-scvi-tools at fp32, and at equal precision. Not a test; the issue's target is ours >= 2x
+process that reads the simulated data from an h5ad, so its peak RSS is data + training.
+Reports seconds per epoch (training wall time) and CPU seconds per epoch (whole call; robust to
+a busy machine), peak RSS, peak GPU memory, iLISI (unscaled, 30-NN) and KMeans NMI, then the
+speed ratios (seed means) per size: each of ours vs scvi-tools at fp32, and at equal precision. Not a test; the issue's target is ours >= 2x
 faster per epoch on CPU with scores within seed noise.
 
     python benchmarks/bench_sysvi.py --n-cells 10000 50000 --epochs 3 --seeds 0 1 2 --threads 1
@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
-        runs = [(n, m, p, s) for n in args.n_cells for m in args.methods for p in args.precision for s in args.seeds]
+        runs = [(n, m, p, s) for n in args.n_cells for m in args.methods
+                for p in args.precision for s in args.seeds]
         data = {}
         for n, method, precision, seed in runs:
             if n not in data:

@@ -35,8 +35,8 @@ Options for code-vs-paper / code-vs-port differences:
 - ``precision``: "fp32" (the authors' code) | "bf16-mixed": encoder/decoder matrix products in
   bfloat16 under ``torch.autocast`` (fp32 accumulation), with the latent heads, likelihood, KL,
   cycle and adversarial losses, parameters, gradients and Adam state in fp32; the embedding is
-  always computed in fp32. About 2x faster per epoch on CPUs with AVX512-BF16/AMX (see
-  benchmarks/bench_sysvi.py); slower on CPUs without them. Not a change of the model.
+  always computed in fp32. 1.3x faster per epoch than fp32 on this AVX512-BF16 CPU (see
+  benchmarks/bench_sysvi.py); slower on CPUs without bf16 instructions. Not a change of the model.
 - ``adv`` (not in the paper's code; the paper "adapted the MultiVI adversarial classifier"):
   scvi-tools' AdversarialTrainingPlan scheme: classifier z->32->32->n_systems (BN, ReLU,
   dropout 0.1) on the sampled z; VAE step adds kappa * CE against uniform wrong systems; then a

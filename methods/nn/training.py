@@ -133,8 +133,8 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
     "fp32": plain float32. "bf16-mixed": ``torch.autocast`` to bfloat16, i.e. matrix products in
     bf16 with fp32 accumulation while parameters, optimizer state and gradients stay fp32 (no loss
-    scaling needed: bf16 has fp32's exponent range). Models cast their heads' outputs to fp32 so
-    likelihoods, KL terms and losses are computed in fp32.
+    scaling needed: bf16 has fp32's exponent range). Models keep likelihoods, KL terms and losses
+    in fp32 (small heads in fp32; a bf16 output is promoted when combined with fp32 data).
     """
     if precision == "fp32":
         return contextlib.nullcontext()
