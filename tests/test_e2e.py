@@ -243,6 +243,11 @@ def interrupt_after_runs(workdir: Path, n_runs: int, kill) -> dict[str, tuple[in
             assert proc.poll() is None, f"snakemake ended before the interruption:\n{log_path.read_text()[-3000:]}"
             assert time.monotonic() < deadline, "no integrate job finished in time"
             time.sleep(0.2)
+        # let Snakemake finish its bookkeeping of those jobs first: it runs it through
+        # asyncio.Runner, which turns SIGINT into a cancel of its task, and a task that completes
+        # before the cancel takes effect drops the interrupt (the likely reason a study once ran on
+        # to success after this SIGINT, on a loaded machine)
+        time.sleep(1.0)
         before = {path: file_identity(path) for path in finished_runs(log_path.read_text())}
         kill(proc)
         proc.wait(timeout=120)
