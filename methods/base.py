@@ -45,6 +45,19 @@ def peak_rss_mb(include_children: bool = False) -> float:
     return own_kb / 1024
 
 
+def killed_by_signal(returncode: int) -> str:
+    """Describe a negative exit code (process killed by a signal); SIGKILL is usually the kernel's
+    OOM killer, so it says so."""
+    import signal
+
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = "unknown signal"
+    hint = "most often out of memory" if name == "SIGKILL" else ""
+    return f"killed by signal {-returncode} ({name}{': ' + hint if hint else ''})"
+
+
 class ParamError(ValueError):
     """A hyperparameter value a method cannot accept (message names the parameter)."""
 

@@ -19,7 +19,6 @@ import os
 import platform
 import random
 import resource
-import signal
 import socket
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from methods import registry
-from methods.base import IntegrationResult, peak_rss_mb
+from methods.base import IntegrationResult, killed_by_signal, peak_rss_mb
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VERSION_PACKAGES = [
@@ -318,8 +317,7 @@ def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] |
         info["error"] = err["error"]
         info["traceback"] = err["traceback"]
     elif proc.exitcode is not None and proc.exitcode < 0:
-        sig = signal.Signals(-proc.exitcode).name
-        info["error"] = f"killed by {sig}" + (" (likely out of memory)" if sig == "SIGKILL" else "")
+        info["error"] = killed_by_signal(proc.exitcode)
     else:
         info["error"] = f"method process exited with code {proc.exitcode}"
     return _record_failure(out_path, data, info, t_start, strict)

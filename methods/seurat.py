@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from methods.base import IntegrationResult, ParamError
+from methods.base import IntegrationResult, ParamError, killed_by_signal
 
 R_SCRIPT = Path(__file__).with_name("seurat_integrate.R")
 REDUCTIONS = ("cca", "rpca")
@@ -106,9 +106,8 @@ def integrate(adata, *, batch_key, label_key, params, seed, device) -> Integrati
         if proc.returncode == SEURAT_MISSING_EXIT:
             raise RuntimeError(f"seurat: R package Seurat is not installed for {rscript} (Debian: "
                                f"r-cran-seurat; conda: r-seurat): {proc.stderr.strip()[-300:]}")
-        if proc.returncode < 0:  # killed by a signal: SIGKILL is usually the kernel's OOM killer
-            raise RuntimeError(f"seurat: Rscript was killed by signal {-proc.returncode}"
-                               f"{' (SIGKILL: most often out of memory)' if proc.returncode == -9 else ''}: "
+        if proc.returncode < 0:
+            raise RuntimeError(f"seurat: Rscript was {killed_by_signal(proc.returncode)}: "
                                f"{proc.stderr.strip()[-1500:]}")
         if proc.returncode != 0 or not out.exists():
             raise RuntimeError(f"seurat: Rscript failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}")
