@@ -28,7 +28,9 @@ Code-vs-paper differences (each an option, code default first):
   * balanced_minibatches: False (code: 512 cells per batch per epoch, shuffled into random
     1024-cell minibatches, approximately balanced) or True (paper: every minibatch holds
     minibatch_size // B cells of each batch; the paper's size is 512, set minibatch_size).
-  * triplet_distance: "euclidean" (code, torch TripletMarginLoss) or "squared" (paper eq. 5).
+  * triplet_distance: "euclidean" (code: relu(torch.norm(z_a - z_p) - torch.norm(z_a - z_n) + 5),
+    plain 2-norms, not torch's TripletMarginLoss, whose norms add eps = 1e-6) or "squared"
+    (paper eq. 5).
   * cluster_method: "leiden" (README and notebooks) or "louvain" (the function's default).
   * latent: "sample" (code) or "mean" (posterior mean); pca_dims: 50 (code) or 0 (no PCA).
   * lambda_D / lambda_T / low_resolution are exposed for the paper's grids (Fig. S20: lambda_D=0

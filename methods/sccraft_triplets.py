@@ -20,7 +20,6 @@ labels. :func:`make_triplets` draws from the same distribution for all groups at
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
@@ -132,14 +131,15 @@ def triplet_loss(z: torch.Tensor, anchor: torch.Tensor, positive: torch.Tensor, 
                  margin: float = 5.0, squared: bool = False) -> torch.Tensor:
     """Mean triplet margin loss over the given triplets; 0 (keeping the graph) when there are none.
 
-    squared=False: ``relu(|a-p| - |a-n| + margin)`` (torch's TripletMarginLoss, p=2, as the
-    released code); squared=True: ``relu(|a-p|^2 - |a-n|^2 + margin)`` (paper eq. 5).
+    squared=False: ``relu(|a-p| - |a-n| + margin)`` with plain Euclidean norms, as the released
+    code writes it with ``torch.norm`` (torch's TripletMarginLoss would add eps = 1e-6 inside
+    each norm); squared=True: ``relu(|a-p|^2 - |a-n|^2 + margin)`` (paper eq. 5).
     """
     if anchor.numel() == 0:
         return z.sum() * 0.0
     za, zp, zn = z[anchor], z[positive], z[negative]
-    if not squared:
-        return F.triplet_margin_loss(za, zp, zn, margin=margin, p=2)
-    d_pos = ((za - zp) ** 2).sum(dim=1)
-    d_neg = ((za - zn) ** 2).sum(dim=1)
+    if squared:
+        d_pos, d_neg = ((za - zp) ** 2).sum(dim=1), ((za - zn) ** 2).sum(dim=1)
+    else:
+        d_pos, d_neg = torch.linalg.vector_norm(za - zp, dim=1), torch.linalg.vector_norm(za - zn, dim=1)
     return torch.relu(d_pos - d_neg + margin).mean()

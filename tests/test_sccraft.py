@@ -111,6 +111,12 @@ def test_triplet_loss_euclidean_and_squared():
     empty = torch.empty(0, dtype=torch.long)
     zero = triplet_loss(z, empty, empty, empty)
     assert float(zero) == 0.0 and zero.requires_grad
+    # the released code's plain torch.norm, not TripletMarginLoss (whose norms add eps = 1e-6,
+    # visible when anchor and positive coincide: 4 + sqrt(8) * 1e-6 instead of 4)
+    z = torch.zeros(3, 8)
+    z[2, 0] = 1.0
+    loss = triplet_loss(z, torch.tensor([0]), torch.tensor([1]), torch.tensor([2]), margin=5.0)
+    assert float(loss) == 4.0
 
 
 # ---------------------------------------------------------------- pieces

@@ -80,6 +80,21 @@ def test_each_model_trains_and_loss_goes_down(small, name):
         assert hist["cycle"][-1] < hist["cycle"][0]
 
 
+def test_fixed_pseudo_inputs_still_learn_mixing_weights(small):
+    """trainable_prior: false fixes the pseudo-inputs only; both references always train the
+    mixing logits w (scvi-tools' VampPrior creates w without requires_grad=trainable_priors)."""
+    from methods import sysvi
+
+    cfg = sysvi.parse_params(registry.merge_params("vamp", {"trainable_prior": False, "max_epochs": 3,
+                                                            **SMALL_NET}), "vamp")
+    model, _ = sysvi.train_sysvae(small, batch_key="batch", cfg=cfg, seed=0, device="cpu")
+    prior = model.prior
+    assert not prior.u.requires_grad and prior.w.requires_grad
+    assert not np.allclose(prior.w.detach().numpy(), 0.0)  # learned away from the zero initialisation
+    rows = small.X.toarray()
+    assert all(np.isclose(rows, r, atol=1e-6).all(1).any() for r in prior.u.detach().numpy())  # u unchanged
+
+
 def test_registry_switches():
     d = {n: registry.get(n).defaults for n in FAMILY}
     assert [d[n]["prior"] for n in FAMILY] == ["standard", "vamp", "standard", "vamp", "standard"]

@@ -36,9 +36,11 @@ class VampPrior(nn.Module):
     """Mixture-of-variational-posteriors prior with per-dimension mixtures.
 
     n_components: K; pseudo_inputs: K x G initial expression; pseudo_cov: K x C covariates or
-    None. trainable: pseudo-inputs and mixing weights are learned. trainable_cov: covariates of
-    the pseudo-inputs are learned too (sysVI paper code: a trainable continuous vector; the
-    scvi-tools port keeps them fixed); default = ``trainable``.
+    None. trainable: the pseudo-inputs are learned (sysVI's ``trainable_priors``). The mixing
+    logits are learned either way, as in both references (the sysVI paper code and scvi-tools'
+    ``VampPrior`` create ``w`` without ``requires_grad=trainable_priors``). trainable_cov:
+    covariates of the pseudo-inputs are learned too (sysVI paper code: a trainable continuous
+    vector; the scvi-tools port keeps them fixed); default = ``trainable``.
     """
 
     def __init__(self, n_components: int, pseudo_inputs: torch.Tensor, pseudo_cov: torch.Tensor | None,
@@ -54,7 +56,7 @@ class VampPrior(nn.Module):
         self.u = nn.Parameter(pseudo_inputs.detach().clone().float(), requires_grad=trainable)
         self.u_cov = (None if pseudo_cov is None else
                       nn.Parameter(pseudo_cov.detach().clone().float(), requires_grad=trainable_cov))
-        self.w = nn.Parameter(torch.zeros(self.n_components), requires_grad=trainable)
+        self.w = nn.Parameter(torch.zeros(self.n_components))  # trainable whatever ``trainable`` says
 
     @classmethod
     def from_cells(cls, X: torch.Tensor, cov: torch.Tensor | None, k: int, generator: torch.Generator,
