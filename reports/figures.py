@@ -648,7 +648,7 @@ def fig_missing_labels(scores: pd.DataFrame, best: pd.DataFrame | None = None,
                               limits=(shares[0] - pad, shares[-1] + pad))
          + labs(x="share of labels missing (best setting of each method)", y="", shape="run status")
          + theme_bw()
-         + theme(figure_size=figure_size(n_datasets, len(labels), 3.0, 1.9)))
+         + theme(figure_size=figure_size(max(n_datasets, 2), len(labels), 3.0, 1.9)))
     return p
 
 
