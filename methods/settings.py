@@ -94,3 +94,14 @@ def with_label_missing(method: str, settings: list[tuple[str, dict]], fractions:
                 base = "" if name == "default" else name + "__"
                 out.append((f"{base}label_missing-{frac:g}", params, frac))
     return out
+
+
+def base_setting(setting: str, label_missing: float) -> str:
+    """The fully labelled setting that a hidden-label run's setting was made from (the inverse
+    of ``with_label_missing``'s naming); ``setting`` itself for a fully labelled run."""
+    if not label_missing:
+        return setting
+    suffix = f"label_missing-{float(label_missing):g}"
+    if setting == suffix:
+        return "default"
+    return setting.removesuffix(f"__{suffix}")

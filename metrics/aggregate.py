@@ -1,7 +1,9 @@
 """Tables of a study: runs, metrics (long), scores, best settings, summary, scaling.
 
     python -m metrics.aggregate tables --metrics M1.json ... --tables OUT/tables
-           --selection '{"criterion": "composite", "bio_weight": 0.6, "set": "scib", "bio": null, "batch": null}'
+           --selection '{"criterion": "composite", "failed_seeds": "rank_below", "bio_weight": 0.6,
+                         "set": "scib", "bio": null, "batch": null,
+                         "datasets": {"jurkat_293t": {"criterion": "unsupervised"}}}'
     python -m metrics.aggregate scaling --runs R1.h5ad ... --benchmarks-root OUT/benchmarks/scaling
            --dataset NAME --out OUT/tables/scaling.tsv
 
@@ -21,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from metrics.catalog import METRIC_SETS, metric_info
-from metrics.select import across_methods, fit_exponent, score_runs, select_best, summarize
+from metrics.select import across_methods, check_selection, fit_exponent, score_runs, select_best, summarize
 
 RUN_COLUMNS = ["dataset", "method", "setting", "seed", "label_missing", "status", "error", "device",
                "epochs", "wall_s", "integrate_s", "peak_rss_mb", "peak_gpu_mb", "run_path"]
@@ -65,6 +67,7 @@ def build_tables(metric_files: list[str], selection: dict) -> dict[str, pd.DataF
     direction = {m: bool(v.get("higher_is_better", True)) for m, v in info.items()}
     runs, long_rows, wide_rows, lisi_rows = [], [], [], []
     per_cell = {}
+    unlabelled = set()  # datasets scored without cell-type labels (metrics/score.py)
     for mf in metric_files:
         mf = Path(mf)
         run_path = mf.with_name("run.h5ad")
@@ -80,6 +83,8 @@ def build_tables(metric_files: list[str], selection: dict) -> dict[str, pd.DataF
                      "peak_gpu_mb": rec.get("peak_gpu_mb"), "run_path": str(run_path)})
         values = m.get("metrics") or {}
         reasons = m.get("na_reasons") or {}
+        if m.get("labelled") is False or "dataset unlabelled" in reasons.values():
+            unlabelled.add(ident["dataset"])
         for name in sorted(set(values) | set(reasons)):
             # bio / batch = counted in this study's composite; everything else is "other"
             mtype = "bio" if name in bio else "batch" if name in batch else "other"
@@ -91,14 +96,17 @@ def build_tables(metric_files: list[str], selection: dict) -> dict[str, pd.DataF
     runs_df = pd.DataFrame(runs, columns=RUN_COLUMNS)
     wide = pd.DataFrame(wide_rows)
     scores = score_runs(wide, bio, batch, direction, selection.get("bio_weight", 0.6)) if len(wide) else wide
-    best = select_best(scores, selection.get("criterion", "composite")) if len(scores) else pd.DataFrame()
+    dataset_criteria = {d: sec["criterion"] for d, sec in (selection.get("datasets") or {}).items()
+                        if (sec or {}).get("criterion")}
+    best = select_best(scores, selection.get("criterion", "composite"), selection.get("failed_seeds", "rank_below"),
+                       dataset_criteria, unlabelled) if len(scores) else pd.DataFrame()
     metric_cols = [c for c in wide.columns if c not in ("dataset", "method", "setting", "seed", "label_missing",
                                                         "status", "error")]
     best = across_methods(scores, best, metric_cols, bio, batch, direction, selection.get("bio_weight", 0.6)) \
         if len(best) else best
     if len(best):
         run_paths = {(r["dataset"], r["method"], r["setting"], r["seed"]): r["run_path"] for r in runs}
-        best.insert(4, "representative_run", [
+        best.insert(best.columns.get_loc("representative_seed") + 1, "representative_run", [
             run_paths.get((b.dataset, b.method, b.best_setting, b.representative_seed), "")
             for b in best.itertuples()])
         for b in best.itertuples():
@@ -161,7 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.command == "tables":
-        tables = build_tables(args.metrics, json.loads(args.selection))
+        selection = json.loads(args.selection)
+        try:
+            check_selection(selection)
+        except ValueError as exc:
+            raise SystemExit(f"error: --selection: {exc}") from None
+        tables = build_tables(args.metrics, selection)
         for name, df in tables.items():
             suffix = ".tsv.gz" if name == "lisi_percell" else ".tsv"
             write_table(df, Path(args.tables) / f"{name}{suffix}")

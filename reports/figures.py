@@ -15,6 +15,7 @@ convention the metrics stage follows), which the across-method scaling below rel
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,11 +49,14 @@ from plotnine import (
     theme_bw,
 )
 
+from reports.missing_labels import missing_label_long
+from reports.selection import selection_lines
 from reports.tables import metric_columns, metric_types
 
 BEST_FIXED = ["dataset", "method", "best_setting", "representative_seed", "representative_run", "n_seeds",
               "n_failed", "within_overall", "bio", "batch", "overall", "combined_5050", "rank", "status",
-              "error", "label_missing"]
+              "error", "label_missing", "criterion", "criterion_source", "n_failed_seeds", "failed_seeds_rule",
+              "bio_proxy", "bio_weight"]
 SCORES_FIXED = ["dataset", "method", "setting", "seed", "label_missing", "status", "error", "bio", "batch",
                 "overall"]
 COMPOSITES = ["bio", "batch", "overall"]
@@ -141,20 +145,13 @@ def find_columns(df: pd.DataFrame, pattern: str) -> list[str]:
     return [c for c in df.columns if re.search(pattern, str(c)) and not str(c).startswith("scaled_")]
 
 
-def supervised_rows(scores: pd.DataFrame) -> pd.DataFrame:
-    """Runs of methods swept over label_missing (more than one share of hidden labels)."""
-    if "label_missing" not in scores.columns:
-        return scores.iloc[0:0]
-    n_shares = scores.groupby("method")["label_missing"].nunique()
-    return scores[scores["method"].isin(n_shares[n_shares > 1].index)]
-
-
 # ----------------------------------------------------------------------------- 1. summary table
 
 def summary_long(best: pd.DataFrame, metrics: pd.DataFrame | None = None,
                  runs: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """Per method: metric values min-max scaled across methods within each dataset, then
-    averaged over datasets; bio/batch/overall averaged over datasets. Returns the long frame
+    averaged over datasets; bio/batch/overall averaged over datasets. A dataset the method
+    failed on counts as 0, the lowest scaled value, as in summary.tsv. Returns the long frame
     (method, column, kind circle|bar, value, status, error) and the ordered (column, group)."""
     b = best_with_status(best, runs)
     types = metric_types(metrics)
@@ -162,13 +159,15 @@ def summary_long(best: pd.DataFrame, metrics: pd.DataFrame | None = None,
     if types:
         mcols = ([c for c in mcols if types.get(c) == "bio"] + [c for c in mcols if types.get(c) == "batch"])
     ok = b[b["status"] == "ok"]
+    zero = pd.Series(0.0, index=b.index[(b["status"] == "failed") & b["method"].isin(ok["method"])])
+    counted = pd.concat([ok["method"], b.loc[zero.index, "method"]])
     rows = []
     for col in mcols:
-        scaled = ok.groupby("dataset")[col].transform(scale_min_max)
-        means = scaled.groupby(ok["method"]).mean()
+        scaled = pd.concat([ok.groupby("dataset")[col].transform(scale_min_max), zero])
+        means = scaled.groupby(counted).mean()
         rows += [{"method": m, "column": col, "kind": "circle", "value": v} for m, v in means.items()]
     for col in COMPOSITES:
-        means = ok.groupby("method")[col].mean()
+        means = pd.concat([ok[col], zero]).groupby(counted).mean()
         rows += [{"method": m, "column": col, "kind": "bar", "value": v} for m, v in means.items()]
     long = pd.DataFrame(rows, columns=["method", "column", "kind", "value"])
     long["status"] = "ok"
@@ -184,9 +183,11 @@ def summary_long(best: pd.DataFrame, metrics: pd.DataFrame | None = None,
 
 def fig_summary_table(best: pd.DataFrame, metrics: pd.DataFrame | None = None,
                       runs: pd.DataFrame | None = None, summary: pd.DataFrame | None = None):
-    """scIB-style table: methods ranked by overall score (top = best); one circle per metric
-    (size and colour = value scaled across methods, mean over datasets); bars for bio, batch
-    and overall. Methods whose runs all failed are listed at the bottom as failed."""
+    """scIB-style table: methods in summary.tsv's rank order (fewest failed datasets, then
+    overall; by overall without it); one circle per metric (size and colour = value scaled
+    across methods, mean over datasets); bars for bio, batch and overall. Methods whose runs
+    all failed are listed at the bottom as failed, partial failures beside the method's name;
+    the caption says how the best settings were chosen."""
     if is_empty(best):
         return None
     long, groups = summary_long(best, metrics, runs)
@@ -198,11 +199,15 @@ def fig_summary_table(best: pd.DataFrame, metrics: pd.DataFrame | None = None,
                                    long.loc[bars, ["method", "column", "value"]].itertuples(index=False)]
     overall = long[(long["kind"] == "bar") & (long["column"] == "overall")].set_index("method")["value"]
     failed_methods = sorted(long.loc[long["kind"] == "failed", "method"])
-    order = list(overall.sort_values(ascending=False).index) + [m for m in failed_methods if m not in overall]
+    order = list(overall.sort_values(ascending=False).index)
+    if not is_empty(summary) and "rank" in summary.columns:
+        order = sorted(order, key=lambda m: summary.set_index("method")["rank"].get(m, np.inf))
+    order += [m for m in failed_methods if m not in overall]
     n = len(order)
     y_of = {m: n - i for i, m in enumerate(order)}
-    partly_failed = best_with_status(best, runs).query("status == 'failed'").groupby("method")["dataset"].apply(
-        lambda d: ", ".join(sorted(d)))
+    status = best_with_status(best, runs)
+    partly_failed = status.query("status == 'failed'").groupby("method")["dataset"].apply(
+        lambda d: f"{len(d)} of {status['dataset'].nunique()} datasets: {', '.join(sorted(d))}")
     y_labels = [m if m in failed_methods or m not in partly_failed else f"{m} (× failed on {partly_failed[m]})"
                 for m in y_of]
     x_of: dict[str, float] = {}
@@ -225,6 +230,10 @@ def fig_summary_table(best: pd.DataFrame, metrics: pd.DataFrame | None = None,
                            if i == 0 or g != groups[i - 1][1]])
     width = 3.5 + 0.55 * len(groups) + (3.0 if failed_methods else 0.0)
     n_datasets = best["dataset"].nunique()
+    ranked_by_failures = not is_empty(summary) and "n_failed_datasets" in summary.columns
+    caption = textwrap.wrap("; ".join(selection_lines(best) + [
+        "a failed dataset counts as 0" + ("; fewer failed datasets rank first" if ranked_by_failures else "")]),
+        width=int(14 * width))
     p = (ggplot(long)
          + geom_point(aes("x", "y", size="value", fill="value"), data=lambda d: d[d["kind"] == "circle"],
                       shape="o", color="black", stroke=0.3)
@@ -239,10 +248,12 @@ def fig_summary_table(best: pd.DataFrame, metrics: pd.DataFrame | None = None,
          + scale_size_continuous(range=(1, 6), limits=(0, 1), guide=None)
          + scale_x_continuous(breaks=list(x_of.values()), labels=list(x_of.keys()), expand=(0, 0.8))
          + scale_y_continuous(breaks=list(y_of.values()), labels=y_labels, limits=(0.4, n + 1.2))
-         + labs(x="", y="", title=f"Methods ranked by overall score (mean over {n_datasets} dataset(s))")
+         + labs(x="", y="", title=f"Methods ranked by overall score (mean over {n_datasets} dataset(s))",
+                caption="\n".join(caption))
          + theme_bw()
-         + theme(figure_size=(width, 1.6 + 0.4 * n), axis_text_x=element_text(rotation=45, ha="right"),
-                 panel_grid=element_blank()))
+         + theme(figure_size=(width, 1.6 + 0.4 * n + 0.2 * len(caption)),
+                 axis_text_x=element_text(rotation=45, ha="right"), panel_grid=element_blank(),
+                 plot_caption=element_text(size=7, ha="left")))
     return p
 
 
@@ -250,13 +261,17 @@ def fig_summary_table(best: pd.DataFrame, metrics: pd.DataFrame | None = None,
 
 def fig_bio_batch(best: pd.DataFrame, runs: pd.DataFrame | None = None):
     """Bio conservation vs batch correction of each method's best setting, one panel per
-    dataset; methods whose runs failed are drawn as crosses at (0, 0) labelled "failed"."""
+    dataset (on an unlabelled dataset the label-free proxy, best.tsv's bio_proxy, stands in for
+    bio, marked "(proxy)"); methods whose runs failed are crosses at (0, 0) labelled "failed"."""
     if is_empty(best):
         return None
     b = best_with_status(best, runs)
+    # unlabelled datasets have no bio score: their across-method overall used the label-free proxy
+    proxy = b["bio"].isna() & b.get("bio_proxy", pd.Series(np.nan, index=b.index)).notna()
     b["x"] = b["batch"].where(b["status"] == "ok", 0.0)
-    b["y"] = b["bio"].where(b["status"] == "ok", 0.0)
-    b["label"] = np.where(b["status"] == "ok", b["method"], "× " + b["method"] + " failed")
+    b["y"] = b["bio"].where(~proxy, b.get("bio_proxy")).where(b["status"] == "ok", 0.0)
+    b["label"] = np.where(b["status"] == "ok", b["method"] + np.where(proxy, " (proxy)", ""),
+                          "× " + b["method"] + " failed")
     n = b["dataset"].nunique()
     ncol = min(n, 3)
     p = (ggplot(b, aes("x", "y", color="method", shape="status"))
@@ -269,7 +284,8 @@ def fig_bio_batch(best: pd.DataFrame, runs: pd.DataFrame | None = None):
          + scale_shape_manual(values=STATUS_SHAPES)
          + scale_x_continuous(limits=(-0.05, 1.15))
          + scale_y_continuous(limits=(-0.05, 1.1))
-         + labs(x="batch correction (scaled)", y="bio conservation (scaled)", shape="run status")
+         + labs(x="batch correction (scaled)", shape="run status",
+                y="bio conservation (scaled)" + ("\n(proxy): label-free proxy, dataset unlabelled" if proxy.any() else ""))
          + theme_bw()
          + theme(figure_size=figure_size(ncol, int(np.ceil(n / ncol)), 3.2, 3.0)))
     return p
@@ -603,47 +619,36 @@ def fig_scaling(scaling: pd.DataFrame):
 
 # ----------------------------------------------------------------------------- 8. missing labels
 
-def at_best_setting(scores: pd.DataFrame, best: pd.DataFrame | None) -> pd.DataFrame:
-    """Runs of each dataset x method's best setting (all runs where best.tsv has none)."""
-    if is_empty(best):
-        return scores
-    chosen = best.dropna(subset=["best_setting"]).set_index(["dataset", "method"])["best_setting"].to_dict()
-    keep = [chosen.get((d, m), s) == s for d, m, s in scores[["dataset", "method", "setting"]].itertuples(index=False)]
-    return scores[keep]
-
-
-def fig_missing_labels(scores: pd.DataFrame, best: pd.DataFrame | None = None):
-    """Semi-supervised runs of the best setting: composite (overall) and macro-F1 of the hidden
-    labels vs share of labels missing, per method; seeds as points, mean as a line; failed
-    runs crosses at 0."""
+def fig_missing_labels(scores: pd.DataFrame, best: pd.DataFrame | None = None,
+                       metrics: pd.DataFrame | None = None):
+    """Supervised methods with hidden labels (reports/missing_labels.py): macro-F1 of the hidden
+    cells, raw NMI, ARI, iLISI and a composite scaled over all supervised runs of the dataset,
+    vs the share of labels missing; seeds as points, mean as a line; failed runs crosses at 0."""
     if is_empty(scores):
         return None
-    s = with_run_status(at_best_setting(supervised_rows(scores), best))
-    if s.empty:
-        return None
-    f1_cols = find_columns(s, r"macro_?f1|f1_?macro")
-    value_cols = {"overall": "composite (overall)"}
-    if f1_cols:
-        value_cols[f1_cols[0]] = "macro-F1 (hidden labels)"
-    long = s.melt(id_vars=["dataset", "method", "setting", "seed", "label_missing", "status"],
-                  value_vars=list(value_cols), var_name="score")
-    long["score"] = ordered_categorical(long["score"].map(value_cols), list(value_cols.values()))
+    long = missing_label_long(scores, best, metric_types(metrics))
     long.loc[long["status"] == "failed", "value"] = 0.0
-    long = long[long["value"].notna()]
+    long = long[long["value"].notna()].copy()
     if long.empty:
         return None
+    labels = list(dict.fromkeys(long["score"]))
+    long["score"] = ordered_categorical(long["score"], labels)
     means = (long[long["status"] == "ok"].groupby(["dataset", "method", "label_missing", "score"], observed=True)
              ["value"].mean().reset_index())
+    shares = sorted(long["label_missing"].unique())
+    pad = 0.05 * max(shares[-1] - shares[0], 0.1)
+    dodge = position_dodge(width=pad)
     n_datasets = long["dataset"].nunique()
-    p = (ggplot(long, aes("label_missing", "value", color="method"))
-         + geom_point(aes(shape="status"), size=2, alpha=0.8)
-         + geom_line(aes(group="method"), data=means)
+    p = (ggplot(long, aes("label_missing", "value", color="method", group="method"))
+         + geom_point(aes(shape="status"), size=2, alpha=0.8, position=dodge)
+         + geom_line(data=means, position=dodge)
          + facet_grid("score ~ dataset", scales="free_y")
          + scale_shape_manual(values=STATUS_SHAPES)
-         + scale_x_continuous(labels=lambda v: [f"{x:.0%}" for x in v])
-         + labs(x="share of labels missing", y="", shape="run status")
+         + scale_x_continuous(breaks=shares, labels=[f"{x:.0%}" for x in shares],
+                              limits=(shares[0] - pad, shares[-1] + pad))
+         + labs(x="share of labels missing (best setting of each method)", y="", shape="run status")
          + theme_bw()
-         + theme(figure_size=figure_size(n_datasets, len(value_cols), 3.0, 2.4)))
+         + theme(figure_size=figure_size(max(n_datasets, 2), len(labels), 3.0, 1.9)))
     return p
 
 
@@ -664,5 +669,6 @@ FIGURES: dict[str, tuple[Callable, str]] = {
     "positive_rates": (fig_positive_rates, "Positive and true-positive rates per method"),
     "lisi_boxplots": (fig_lisi_boxplots, "Per-cell iLISI and cLISI of representative runs"),
     "scaling": (fig_scaling, "Runtime and peak memory vs number of cells (log-log), CPU and GPU"),
-    "missing_labels": (fig_missing_labels, "Composite and macro-F1 vs share of missing labels"),
+    "missing_labels": (fig_missing_labels, "Supervised methods with hidden labels: macro-F1, NMI, ARI, iLISI and "
+                                           "a composite scaled over all supervised runs, vs share of labels missing"),
 }

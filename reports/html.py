@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from reports.render import FigureOutcome
+from reports.selection import selection_html
 
 MAX_TABLE_ROWS = 2000  # beyond this a table is cut (the TSV in the tables folder is complete)
 REPORT_PACKAGES = ["pandas", "numpy", "plotnine", "matplotlib", "scanpy", "umap-learn"]
@@ -209,6 +210,8 @@ def build_html(tables: dict[str, pd.DataFrame], outcomes: list[FigureOutcome], c
     for name, heading, is_open in TABLE_SECTIONS:
         body = (table_html(tables[name], f"table-{name}") if name in tables
                 else f'<p class="nodata">no data for {html.escape(name)} ({name}.tsv not available)</p>')
+        if name == "best":  # which score chose each best setting (criterion column)
+            body = selection_html(tables.get("best")) + body
         table_parts.append(f'<details id="tbl-{name}"{" open" if is_open else ""}>'
                            f"<summary><b>{html.escape(heading)}</b></summary>{body}</details>")
     version_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in versions.items())

@@ -11,6 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from methods.settings import base_setting, with_label_missing
+from metrics.select import summarize
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
@@ -21,6 +24,7 @@ METHODS = {
     "bbknn": (["neighbors_within_batch-3", "neighbors_within_batch-10"], False),
     "cvae": (["kl_weight-1", "kl_weight-1.5", "kl_weight-5"], False),
     "scdreamer_sup": (["default", "lr-0.001"], True),
+    "scanvi": (["default"], True),
 }
 SEEDS = [0, 1]
 LABEL_MISSING = [0.0, 0.2, 0.5]
@@ -44,31 +48,31 @@ def make_runs_scores(out: Path, rng: np.random.Generator) -> tuple[pd.DataFrame,
     runs, scores = [], []
     for dataset in DATASETS:
         for method, (settings, supervised) in METHODS.items():
-            shares = LABEL_MISSING if supervised else [0.0]
-            for setting in settings:
-                for share in shares:
-                    for seed in SEEDS:
-                        failed = is_failed(dataset, method, setting, seed)
-                        tag = f"_lm{share}" if share else ""
-                        path = out / "runs" / dataset / method / f"{setting}{tag}" / f"seed{seed}" / "run.h5ad"
-                        error = (OOM_ERROR if method == FAILED_METHOD[1] else FAILED_ERROR) if failed else ""
-                        runs.append({"dataset": dataset, "method": method, "setting": setting, "seed": seed,
-                                     "label_missing": share, "status": "failed" if failed else "ok",
-                                     "error": error, "device": "cuda" if method == "cvae" else "cpu",
-                                     "epochs": 10 if method in ("cvae", "scdreamer_sup") else np.nan,
-                                     "wall_s": round(rng.uniform(2, 50), 2), "integrate_s": 1.0,
-                                     "peak_rss_mb": rng.uniform(300, 900), "peak_gpu_mb": np.nan,
-                                     "run_path": str(path)})
-                        row = {"dataset": dataset, "method": method, "setting": setting, "seed": seed,
-                               "label_missing": share, "status": "failed" if failed else "ok", "error": error}
-                        for metric in BIO + BATCH + OTHER:
-                            value = rng.uniform(0.2, 0.95)
-                            if failed or (method == "bbknn" and metric in EMBEDDING_ONLY):
-                                value = np.nan
-                            if metric == "macro_f1" and (not supervised or share == 0):
-                                value = np.nan
-                            row[metric] = value
-                        scores.append(row)
+            # hidden-label runs get the setting names the runner gives them
+            expanded = with_label_missing(method, [(name, {}) for name in settings], LABEL_MISSING)
+            assert {share for _, _, share in expanded} == (set(LABEL_MISSING) if supervised else {0.0})
+            for setting, _params, share in expanded:
+                for seed in SEEDS:
+                    failed = is_failed(dataset, method, base_setting(setting, share), seed)
+                    path = out / "runs" / dataset / method / setting / f"seed{seed}" / "run.h5ad"
+                    error = (OOM_ERROR if method == FAILED_METHOD[1] else FAILED_ERROR) if failed else ""
+                    runs.append({"dataset": dataset, "method": method, "setting": setting, "seed": seed,
+                                 "label_missing": share, "status": "failed" if failed else "ok",
+                                 "error": error, "device": "cuda" if method == "cvae" else "cpu",
+                                 "epochs": 10 if method in ("cvae", "scdreamer_sup") else np.nan,
+                                 "wall_s": round(rng.uniform(2, 50), 2), "integrate_s": 1.0,
+                                 "peak_rss_mb": rng.uniform(300, 900), "peak_gpu_mb": np.nan,
+                                 "run_path": str(path)})
+                    row = {"dataset": dataset, "method": method, "setting": setting, "seed": seed,
+                           "label_missing": share, "status": "failed" if failed else "ok", "error": error}
+                    for metric in BIO + BATCH + OTHER:
+                        value = rng.uniform(0.2, 0.95)
+                        if failed or (method == "bbknn" and metric in EMBEDDING_ONLY):
+                            value = np.nan
+                        if metric == "macro_f1" and (not supervised or share == 0):
+                            value = np.nan
+                        row[metric] = value
+                    scores.append(row)
     scores = pd.DataFrame(scores)
     scores["bio"] = scores[BIO].mean(axis=1, skipna=True)
     scores["batch"] = scores[BATCH].mean(axis=1, skipna=True)
@@ -108,8 +112,11 @@ def make_best(scores: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     best["overall"] = 0.6 * best["bio"] + 0.4 * best["batch"]
     best["combined_5050"] = 0.5 * best["bio"] + 0.5 * best["batch"]
     best["rank"] = best.groupby("dataset")["overall"].rank(ascending=False)
-    cols = ["dataset", "method", "best_setting", "representative_seed", "representative_run", "n_seeds",
-            "n_failed", "within_overall", "bio", "batch", "overall", "combined_5050", "rank"]
+    best["criterion"], best["criterion_source"], best["failed_seeds_rule"] = "composite", "selection", "rank_below"
+    best["n_failed_seeds"] = 0
+    cols = ["dataset", "method", "best_setting", "criterion", "criterion_source", "representative_seed",
+            "representative_run", "n_seeds", "n_failed_seeds", "failed_seeds_rule", "n_failed", "within_overall",
+            "bio", "batch", "overall", "combined_5050", "rank"]
     return best[cols + BIO + BATCH + OTHER]
 
 
@@ -161,10 +168,7 @@ def write_small_tables(out: Path) -> Path:
                           value_vars=BIO + BATCH + OTHER, var_name="metric")
     metrics["metric_type"] = metrics["metric"].map(metric_type)
     metrics["na_reason"] = np.where(metrics["value"].isna(), "run failed", "")
-    ok_best = best[best["overall"].notna()]
-    summary = ok_best.groupby("method")[["overall", "bio", "batch"]].mean().reset_index()
-    summary["rank"] = summary["overall"].rank(ascending=False).astype(int)
-    summary["n_datasets"] = ok_best.groupby("method").size().values
+    summary = summarize(best)
     lisi, umap = make_percell(best, rng)
     runs.to_csv(tables / "runs.tsv", sep="\t", index=False)
     scores.to_csv(tables / "scores.tsv", sep="\t", index=False)
@@ -277,7 +281,7 @@ def test_summary_table_ranks_by_summary_overall(tables):
     plot = fig_summary_table(tables["best"], tables["metrics"], tables["runs"], tables["summary"])
     y = plot.scales.get_scales("y")
     top = [label for _, label in sorted(zip(y.breaks, y.labels), reverse=True)][0]
-    expected = tables["summary"].sort_values("overall", ascending=False)["method"].iloc[0]
+    expected = tables["summary"].sort_values("rank")["method"].iloc[0]
     assert top.split(" ")[0] == expected
     circles = plot.data[plot.data["kind"] == "circle"]
     assert circles["value"].dropna().between(0, 1).all()
@@ -285,6 +289,27 @@ def test_summary_table_ranks_by_summary_overall(tables):
     assert set(missing["method"]) == {"bbknn"} and set(missing["column"]) == EMBEDDING_ONLY
     # bio metrics come before batch metrics, as in the scIB table
     assert list(dict.fromkeys(circles.sort_values("x")["column"]))[:5] == BIO
+
+
+def test_summary_table_puts_a_failed_dataset_below_and_names_the_criterion(tables):
+    from reports.figures import fig_summary_table
+
+    # the method that failed on a dataset has the highest mean overall but ranks last (summary.tsv)
+    summary = tables["summary"].copy()
+    failing = summary["n_failed_datasets"] > 0
+    assert list(summary.loc[failing, "method"]) == [FAILED_METHOD[1]]
+    summary.loc[failing, "overall"] = summary["overall"].max() + 0.1
+    best = tables["best"].copy()
+    best.loc[best["dataset"] == "sim_b", ["criterion", "criterion_source"]] = [
+        "unsupervised", "automatic: dataset unlabelled"]
+    plot = fig_summary_table(best, tables["metrics"], tables["runs"], summary)
+    y = plot.scales.get_scales("y")
+    labels = [label for _, label in sorted(zip(y.breaks, y.labels))]
+    assert labels[0] == f"{FAILED_METHOD[1]} (× failed on 1 of 2 datasets: {FAILED_METHOD[0]})"
+    caption = " ".join(plot.labels.get("caption", "").split())
+    assert "composite score (bio and batch metrics) [selection]: sim_a" in caption
+    assert "[automatic: dataset unlabelled]: sim_b" in caption
+    assert "fewer failed datasets rank first" in caption
 
 
 def test_sweep_orders_settings_and_marks_failed_seed_at_zero(tables):
@@ -307,14 +332,51 @@ def test_sysvi_sweep_scales_each_metric_to_unit_range(tables):
         assert grp["value"].min() == pytest.approx(0) and grp["value"].max() == pytest.approx(1)
 
 
-def test_missing_labels_uses_best_setting_and_shares(tables):
-    from reports.figures import fig_missing_labels
+SUPERVISED = [m for m, (_, supervised) in METHODS.items() if supervised]
 
-    data = fig_missing_labels(tables["scores"], tables["best"]).data
-    assert set(data["label_missing"]) == set(LABEL_MISSING)
-    best_setting = tables["best"].set_index(["dataset", "method"])["best_setting"][("sim_a", "scdreamer_sup")]
-    assert set(data[data["dataset"] == "sim_a"]["setting"]) == {best_setting}
-    assert "macro-F1 (hidden labels)" in set(data["score"].astype(str))
+
+def test_missing_labels_shows_every_share_of_each_supervised_method(tables):
+    from reports.figures import fig_missing_labels
+    from reports.missing_labels import COMPOSITE
+
+    plot = fig_missing_labels(tables["scores"], tables["best"], tables["metrics"])
+    data = plot.data
+    ok = data[(data["dataset"] == "sim_a") & (data["status"] == "ok")]
+    best = tables["best"].set_index(["dataset", "method"])["best_setting"]
+    for method in SUPERVISED:
+        runs = ok[ok["method"] == method]
+        # only the best setting and its hidden-label variants (named as the runner names them)
+        assert set(runs["base_setting"]) == {best[("sim_a", method)]}
+        for score in ("NMI", "ARI", "iLISI", COMPOSITE):
+            points = runs[runs["score"] == score]
+            assert sorted(points["label_missing"]) == sorted(LABEL_MISSING * len(SEEDS)), (method, score)
+        # no hidden cell at 0 %: macro-F1 only where labels were hidden
+        f1 = runs[runs["score"] == "macro-F1 (hidden cells)"]
+        assert set(f1["label_missing"]) == set(LABEL_MISSING) - {0.0}
+    # a method failing on a dataset: every share is a failed cross at 0
+    dataset, method = FAILED_METHOD
+    failed = data[(data["dataset"] == dataset) & (data["method"] == method)]
+    assert set(failed["status"]) == {"failed"} and (failed["value"] == 0).all()
+    assert set(failed["label_missing"]) == set(LABEL_MISSING)
+    x = plot.scales.get_scales("x")
+    assert list(x.breaks) == LABEL_MISSING and list(x.labels) == ["0%", "20%", "50%"]
+
+
+def test_missing_label_composite_is_comparable_across_methods():
+    from reports.missing_labels import COMPOSITE, missing_label_long
+
+    # scanvi is better than scdreamer_sup on every metric at every share; each method's own
+    # min-max scaling would give both the full [0, 1] range
+    rows = []
+    for method, offset in (("scanvi", 0.4), ("scdreamer_sup", 0.0)):
+        for setting, _, share in with_label_missing(method, [("default", {})], LABEL_MISSING):
+            rows.append({"dataset": "d", "method": method, "setting": setting, "seed": 0, "label_missing": share,
+                         "status": "ok", "nmi": offset + 0.5 - share / 2, "ilisi": offset + 0.3 + share / 4})
+    long = missing_label_long(pd.DataFrame(rows), None, {"nmi": "bio", "ilisi": "batch"})
+    composite = long[long["score"] == COMPOSITE].set_index(["method", "label_missing"])["value"]
+    assert composite["scanvi"].min() > composite["scdreamer_sup"].max()
+    # scaled over both methods' runs: NMI 0.25..0.9, iLISI 0.3..0.825 (scanvi at 0 %: 0.9 and 0.7)
+    assert composite[("scanvi", 0.0)] == pytest.approx(0.6 * 1.0 + 0.4 * 0.4 / 0.525)
 
 
 def test_scaling_exponents_fitted_or_taken_from_table(tables):
@@ -378,6 +440,9 @@ def test_html_embeds_figures_tables_failed_runs_config(rendered):
     assert "1 h 02 min 03 s" in page  # study wall-clock
     assert "total of run times" in page and "report: plotnine" in page
     assert "http://" not in page and "https://" not in page  # self-contained, no CDN
+    tables = page[page.index('<details id="tbl-best"'):page.index('<details id="tbl-runs"')]
+    assert "best settings chosen by the composite score (bio and batch metrics) [selection]: sim_a, sim_b" in tables
+    assert "failed seeds (rank_below)" in tables and "<th>criterion</th>" in tables
 
 
 def test_render_with_only_some_tables_notes_missing_data(small_tables, tmp_path):
@@ -426,6 +491,29 @@ def two_cluster_embedding(n: int, seed: int) -> np.ndarray:
     emb = rng.normal(size=(n, 8))
     emb[n // 2:, 0] += 10
     return emb
+
+
+def test_tables_and_report_of_an_unlabelled_and_a_labelled_dataset(tmp_path):
+    import html
+
+    from study_files import write_study
+
+    from metrics.aggregate import main as tables_main
+    from reports.cli import main as report_main
+
+    # bio metrics null with reason "dataset unlabelled" on jurkat_293t, as metrics/score.py writes them
+    files = write_study(tmp_path, {"sim": True, "jurkat_293t": False},
+                        {"harmony": ["theta-1", "theta-5"], "scanvi": ["default"], "scdreamer_sup": ["default"]},
+                        seeds=[0, 1], label_missing=LABEL_MISSING)
+    tables_main(["tables", "--metrics", *map(str, files), "--tables", str(tmp_path / "tables")])
+    rc = report_main(["render", "--tables", str(tmp_path / "tables"), "--out-dir", str(tmp_path / "figures"),
+                      "--html", str(tmp_path / "report.html")])
+    assert rc == 0
+    page = html.unescape((tmp_path / "report.html").read_text())
+    assert "[automatic: dataset unlabelled]: jurkat_293t" in page and "[selection]: sim" in page
+    assert "figure failed" not in page
+    for name in ("summary_table", "missing_labels", "bio_batch"):
+        assert is_png(tmp_path / "figures" / f"{name}.png"), name
 
 
 def test_umap_table_embedding_graph_and_failed_runs(tmp_path):

@@ -48,3 +48,14 @@ def test_label_missing_only_for_supervised(monkeypatch):
     got = with_label_missing("sup", [("default", {}), ("k-1", {"k": 1})], [0, 0.5])
     assert [(s, lm) for s, _, lm in got] == [("default", 0.0), ("label_missing-0.5", 0.5),
                                              ("k-1", 0.0), ("k-1__label_missing-0.5", 0.5)]
+
+
+def test_base_setting_inverts_the_hidden_label_names():
+    from methods.settings import base_setting, with_label_missing
+
+    settings = [("default", {}), ("lr-0.001", {}), ("kl_weight-1.5__z_dim-20", {})]
+    for name, _, share in with_label_missing("scdreamer_sup", settings, [0, 0.1, 0.25]):
+        assert base_setting(name, share) in {"default", "lr-0.001", "kl_weight-1.5__z_dim-20"}
+        assert (base_setting(name, share) == name) == (share == 0)
+    assert base_setting("label_missing-0.1", 0.1) == "default"
+    assert base_setting("lr-0.001__label_missing-0.25", 0.25) == "lr-0.001"

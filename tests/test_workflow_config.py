@@ -36,6 +36,9 @@ def mutate(fn):
     (lambda c: c.update(label_missing=[1.5]), "label_missing"),
     (lambda c: c["scaling"].update(dataset="nope"), "scaling.dataset"),
     (lambda c: c["datasets"].update(real={"registry": "no_such_dataset"}), "no_such_dataset"),
+    (lambda c: c["datasets"]["sim_base"].update(selection={"criterion": "labels"}),
+     "datasets.sim_base.selection.criterion"),
+    (lambda c: c.update(selection={"failed_seeds": "drop"}), "selection.failed_seeds"),
 ])
 def test_bad_config_fails_naming_the_key(tmp_path, change, needle):
     res = dry_run(tmp_path, mutate(change))
@@ -63,3 +66,17 @@ def test_full_study_configs_plan_without_downloading(tmp_path, name, min_integra
                   if line.split()[:1] and line.split()[0] in ("integrate", "download", "simulate"))
     assert int(counts["integrate"]) >= min_integrate
     assert ("download" in counts) == (name == "paper")
+
+
+def test_dataset_selection_reaches_the_tables_step(tmp_path):
+    cfg = mutate(lambda c: c["datasets"]["sim_base"].update(selection={"criterion": "unsupervised"}))
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", "workflow/Snakefile", "--configfile", str(path), "-n", "-p",
+         "--directory", str(REPO), "results/never/tables/best.tsv"],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    command = next(ln for ln in res.stdout.splitlines() if "metrics.aggregate tables" in ln)
+    assert '"datasets": {"sim_base": {"criterion": "unsupervised"}}' in command
+    assert '"failed_seeds": "rank_below"' in command  # the schema default is passed on

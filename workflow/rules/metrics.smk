@@ -33,7 +33,18 @@ rule aggregate:
     params:
         tables=lambda wildcards, output: os.path.dirname(output.runs),
         selection=shlex.quote(
-            json.dumps({**config["selection"], **config["metrics"]}, sort_keys=True)
+            json.dumps(
+                {
+                    **config["selection"],
+                    **config["metrics"],
+                    "datasets": {
+                        name: ds["selection"]
+                        for name, ds in config["datasets"].items()
+                        if ds.get("selection")
+                    },
+                },
+                sort_keys=True,
+            )
         ),
     shell:
         "python -m metrics.aggregate tables --metrics {input.metrics} "
