@@ -82,7 +82,8 @@ def load_dataset_registry(cfg):
 _validate_config(config)
 OUT = config["out"].rstrip("/")
 # Relative registry and lock paths belong to the workflow's repo (as the registry always did),
-# not to the working directory: --directory elsewhere must find the same lock file.
+# not to the working directory: --directory elsewhere must find the same files.
+REGISTRY_FILE = str(REPO / config["registry"])
 LOCK = str(REPO / config["lock"])
 REGISTRY = (
     load_dataset_registry(config)

@@ -35,7 +35,7 @@ rule download:
         runtime=raw_runtime,
     params:
         name=registry_name,
-        registry=config["registry"],
+        registry=REGISTRY_FILE,
         lock=LOCK,
     shell:
         "python -m datasets download --name {params.name} --registry {params.registry} "
