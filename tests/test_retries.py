@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -50,17 +51,21 @@ def integrate_jobs(log: str) -> list[dict[str, str]]:
     return jobs
 
 
+def fake_method_env(folder: Path) -> dict[str, str]:
+    """study_env() whose Python processes all know method ``fake`` (a sitecustomize.py in ``folder``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(SITECUSTOMIZE.format(tests=str(REPO / "tests")))
+    env = study_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(folder), env["PYTHONPATH"]])
+    return env
+
+
 def test_out_of_memory_is_retried_with_more_memory_then_recorded(tmp_path):
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(SITECUSTOMIZE.format(tests=str(REPO / "tests")))
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({**STUDY, "out": str(tmp_path / "out")}))
     out = tmp_path / "out" / "runs/sim_retry/fake"
     oom, fits = out / "mode-memory/seed0/run.h5ad", out / "mb-1200__mode-allocate/seed0/run.h5ad"
-    env = study_env()
-    env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
-    res = subprocess.run(snakemake_cmd(tmp_path, "--retries", "2", str(oom), str(fits)), cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=900)
+    res = subprocess.run(snakemake_cmd(tmp_path, "--retries", "2", str(oom), str(fits)), cwd=tmp_path,
+                         env=fake_method_env(tmp_path / "site"), capture_output=True, text=True, timeout=900)
     log = res.stdout + res.stderr
     assert res.returncode == 0, log_tail(res, 6000)
 
