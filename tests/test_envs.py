@@ -166,23 +166,24 @@ def env_provides(env_file: Path) -> set[str]:
     return provided
 
 
-def workflow_rules():
-    """The workflow's rules as Snakemake builds them (paper study: every dataset kind and method)."""
+def workflow_rules(workdir: Path):
+    """The workflow's rules as Snakemake builds them (paper study: every dataset kind and method),
+    loaded in ``workdir`` so that nothing touches the repo's .snakemake folder."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
 
     with SnakemakeApi(OutputSettings()) as api:
         workflow = api.workflow(resource_settings=ResourceSettings(), storage_settings=StorageSettings(),
                                 config_settings=ConfigSettings(configfiles=[REPO / "config/paper.yaml"]),
-                                snakefile=REPO / "workflow/Snakefile", workdir=REPO)._workflow
+                                snakefile=REPO / "workflow/Snakefile", workdir=workdir)._workflow
         return list(workflow.rules)
 
 
-def rule_commands():
+def rule_commands(workdir: Path):
     """(rule, env file, entry modules) of every rule that runs Python; one entry per method for
     the integration rules, whose env and module depend on the method."""
     out = []
-    for rule in workflow_rules():
+    for rule in workflow_rules(workdir):
         entries = [f"{m}.__main__" if _project_file(f"{m}.__main__") else m
                    for m in re.findall(r"python -m ([\w.]+)", rule.shellcmd or "")]
         if not entries:
@@ -196,8 +197,8 @@ def rule_commands():
     return out
 
 
-def test_every_module_a_rule_imports_is_in_its_env():
-    commands = rule_commands()
+def test_every_module_a_rule_imports_is_in_its_env(tmp_path):
+    commands = rule_commands(tmp_path)
     assert {"simulate", "preprocess", "integrate[harmony]", "integrate[sysvi]", "metrics_run", "aggregate",
             "report"} <= {name for name, _, _ in commands}
     dists = metadata.packages_distributions()
