@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--label-missing", type=float, default=0.0)
     run.add_argument("--max-mem-mb", type=int, default=None)
     run.add_argument("--strict", action="store_true", help="exit non-zero when the run fails")
+    run.add_argument("--attempt", type=int, default=1, help="Snakemake's attempt number of this job")
+    run.add_argument("--attempts", type=int, default=1,
+                     help="attempts Snakemake makes in all; out of memory or time before the last exits 75")
+    run.add_argument("--time-limit-s", type=float, default=None,
+                     help="stop the method after this long (default: before a SLURM job's time limit)")
     sub.add_parser("list", help="list registered methods")
     args = parser.parse_args(argv)
 
@@ -36,16 +41,22 @@ def main(argv: list[str] | None = None) -> int:
     except json.JSONDecodeError as exc:
         print(f"error: --params is not valid JSON ({exc})", file=sys.stderr)
         return 2
+    from methods.attempts import RETRY_EXIT_CODE, RetryRun
     from methods.runner import DataFileError
     from methods.runner import run as run_one
 
     try:
         info = run_one(args.data, args.out, args.method, args.setting, params, args.seed,
                        device=args.device, threads=args.threads, label_missing=args.label_missing,
-                       strict=args.strict, max_mem_mb=args.max_mem_mb)
+                       strict=args.strict, max_mem_mb=args.max_mem_mb, attempt=args.attempt,
+                       attempts=args.attempts, time_limit_s=args.time_limit_s)
     except DataFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RetryRun as exc:
+        print(f"{args.method} {args.setting} seed{args.seed}: {exc}; exiting with status {RETRY_EXIT_CODE} "
+              "so that Snakemake retries the job with more memory and time", file=sys.stderr)
+        return RETRY_EXIT_CODE
     print(f"{args.method} {args.setting} seed{args.seed}: {info['status']}"
           + (f" ({info['error']})" if info.get("error") else ""))
     return 0

@@ -6,8 +6,10 @@ with the error, so the benchmark goes on and the report shows the failure. With
 ``strict=True`` the failure is still recorded and the command then exits non-zero.
 
 The method runs in a forked child process. That is how a run that exceeds memory (a
-``MemoryError`` under the ``max_mem_mb`` limit, or a kill by the OOM killer) is recorded
-instead of taking the job down, and how peak RSS of the run itself is measured.
+``MemoryError`` under the ``max_mem_mb`` limit, or a kill by the OOM killer) or its time
+limit is recorded instead of taking the job down, and how peak RSS of the run itself is
+measured. On an attempt after which Snakemake retries, such a run raises ``RetryRun``
+instead (methods/attempts.py), so the retry gets the next attempt's memory and time.
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ from typing import Any
 import numpy as np
 
 from methods import registry
+from methods.attempts import (
+    OOM_ERROR_PREFIX,
+    TIME_ERROR_PREFIX,
+    RetryRun,
+    is_resource_failure,
+    method_time_limit_s,
+)
 from methods.base import IntegrationResult, killed_by_signal, peak_rss_mb
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -202,7 +211,7 @@ def _child(job: dict[str, Any], err_path: str) -> None:
             resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
         _integrate_and_write(job)
     except BaseException as exc:  # noqa: BLE001 - everything a method can raise is recorded
-        kind = "out of memory" if isinstance(exc, MemoryError) else type(exc).__name__
+        kind = OOM_ERROR_PREFIX if isinstance(exc, MemoryError) else type(exc).__name__
         msg = f"{kind}: {exc}" if str(exc) else kind
         Path(err_path).write_text(json.dumps({"error": msg, "traceback": traceback.format_exc()}))
         os._exit(1)
@@ -273,8 +282,14 @@ def check_data_file(path: str) -> int:
 
 def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] | None, seed: int,
         device: str = "auto", threads: int = 1, label_missing: float = 0.0, strict: bool = False,
-        max_mem_mb: int | None = None) -> dict[str, Any]:
-    """Run and record one integration. Returns the run record (``status`` ok or failed)."""
+        max_mem_mb: int | None = None, attempt: int = 1, attempts: int = 1,
+        time_limit_s: float | None = None) -> dict[str, Any]:
+    """Run and record one integration. Returns the run record (``status`` ok or failed).
+
+    ``attempt`` of ``attempts``: Snakemake's attempt number and total. Out of memory or time
+    before the last attempt raises ``RetryRun`` and writes nothing. ``time_limit_s`` stops the
+    method after that long (default: shortly before a SLURM job's time limit, else none).
+    """
     t_start = time.perf_counter()
     out_path = Path(out)
     check_data_file(data)  # a broken dataset is an input error: no run file is written
@@ -283,7 +298,7 @@ def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] |
         "label_missing": float(label_missing), "threads": int(threads), "data": str(data),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "host": socket.gethostname(), "versions": package_versions(), "git_commit": git_commit(),
-        "status": "failed", "error": "",
+        "status": "failed", "error": "", "attempt": int(attempt), "attempts": int(attempts),
     }
     try:
         spec = registry.get(method)
@@ -307,8 +322,15 @@ def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] |
     out_path.parent.mkdir(parents=True, exist_ok=True)
     ctx = multiprocessing.get_context("fork")
     proc = ctx.Process(target=_child, args=(job, str(err_path)))
+    limit_s = method_time_limit_s(time_limit_s)
     proc.start()
-    proc.join()
+    proc.join(limit_s)
+    timed_out = proc.exitcode is None
+    if timed_out:
+        proc.kill()
+        proc.join()
+    if proc.exitcode != 0:  # a killed child cannot remove its half-written file itself
+        out_path.with_name(f".{out_path.name}.tmp{proc.pid}").unlink(missing_ok=True)
     if proc.exitcode == 0 and out_path.exists():
         return read_run_info(out_path)
     if err_path.exists():
@@ -316,10 +338,17 @@ def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] |
         err_path.unlink()
         info["error"] = err["error"]
         info["traceback"] = err["traceback"]
+    elif timed_out:
+        info["error"] = f"{TIME_ERROR_PREFIX}: the method was stopped after {limit_s:.0f} s"
     elif proc.exitcode is not None and proc.exitcode < 0:
         info["error"] = killed_by_signal(proc.exitcode)
     else:
         info["error"] = f"method process exited with code {proc.exitcode}"
+    if is_resource_failure(info["error"]):
+        if attempt < attempts:
+            raise RetryRun(f"{info['error']} (attempt {attempt} of {attempts})")
+        if attempts > 1:
+            info["error"] += f" (on the last of {attempts} attempts)"
     return _record_failure(out_path, data, info, t_start, strict)
 
 

@@ -17,6 +17,13 @@ def integrate(adata, *, batch_key, label_key, params, seed, device):
         blocks = []
         while True:  # grows until the max_mem_mb limit raises MemoryError
             blocks.append(np.empty(50_000_000, dtype=np.float64))  # address space counts
+    if mode == "allocate":  # params["mb"] of address space, untouched (no real memory used)
+        block = np.empty(int(params["mb"]) * 2**20, dtype=np.uint8)
+        del block
+    if mode == "sleep":
+        import time
+
+        time.sleep(float(params["seconds"]))
     if mode == "kill":
         import os
         import signal

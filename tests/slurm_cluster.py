@@ -6,6 +6,10 @@ accounting), then ``slurmctld`` and ``slurmd``. Daemons are stopped by the PIDs 
 pid files, and only the daemons this module started (a cluster that already answers
 ``sinfo`` is reused and left running).
 
+The node declares one GPU of model ``a100`` that it does not have (gres.conf ``File=/dev/null``):
+SLURM then accepts and schedules ``--gpus=a100:1`` jobs, which run on the CPU, so the GPU path
+of the workflow (its sbatch and srun requests) runs end to end here.
+
 ``LocalSlurm.start()`` returns a skip reason (str) instead of raising when the cluster cannot
 be had here (not root, no apt-get, install failed, daemons did not come up), so the test can
 ``pytest.skip`` with that reason.
@@ -23,6 +27,7 @@ import time
 from pathlib import Path
 
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
+GRES_CONF = Path("/etc/slurm/gres.conf")
 MUNGE_KEY = Path("/etc/munge/munge.key")
 MUNGE_DIRS = [Path("/etc/munge"), Path("/var/log/munge"), Path("/run/munge"), Path("/var/lib/munge")]
 MUNGE_PID = Path("/run/munge/munged.pid")
@@ -31,6 +36,7 @@ SLURMD_PID = Path("/run/slurmd.pid")
 SPOOL_DIRS = [Path("/var/spool/slurmctld"), Path("/var/spool/slurmd"), Path("/var/log/slurm")]
 MARKER = "# written by tests/slurm_cluster.py"
 PARTITION = "main"
+GPU_MODEL = "a100"
 
 
 def slurm_conf_text(host: str, cpus: int, real_memory_mb: int) -> str:
@@ -60,10 +66,16 @@ def slurm_conf_text(host: str, cpus: int, real_memory_mb: int) -> str:
         "SlurmdTimeout=60",
         "InactiveLimit=0",
         "MinJobAge=300",
-        f"NodeName={host} CPUs={cpus} RealMemory={real_memory_mb} State=UNKNOWN",
+        "GresTypes=gpu",
+        f"NodeName={host} Gres=gpu:{GPU_MODEL}:1 CPUs={cpus} RealMemory={real_memory_mb} State=UNKNOWN",
         f"PartitionName={PARTITION} Nodes={host} Default=YES MaxTime=INFINITE State=UP",
         "",
     ])
+
+
+def gres_conf_text(host: str) -> str:
+    """The node's one GPU, backed by /dev/null: schedulable, not usable (jobs run on the CPU)."""
+    return f"{MARKER}\nNodeName={host} Name=gpu Type={GPU_MODEL} File=/dev/null\n"
 
 
 def total_memory_mb() -> int:
@@ -108,6 +120,15 @@ def node_states() -> list[str]:
     except subprocess.TimeoutExpired:
         return []
     return res.stdout.split() if res.returncode == 0 else []
+
+
+def node_gres() -> str:
+    """Generic resources of the cluster's nodes (``sinfo %G``), "" when it does not answer."""
+    try:
+        res = _run(["sinfo", "--noheader", "--Node", "-o", "%G"], timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return res.stdout if res.returncode == 0 else ""
 
 
 def cluster_ready() -> bool:
@@ -168,13 +189,15 @@ class LocalSlurm:
 
     # --- slurm --------------------------------------------------------------------------
     def _write_conf(self) -> str | None:
-        if SLURM_CONF.exists() and MARKER not in SLURM_CONF.read_text():
-            return f"{SLURM_CONF} exists and was not written by this fixture; not overwriting it"
+        for path in (SLURM_CONF, GRES_CONF):
+            if path.exists() and MARKER not in path.read_text():
+                return f"{path} exists and was not written by this fixture; not overwriting it"
         SLURM_CONF.parent.mkdir(parents=True, exist_ok=True)
         text = slurm_conf_text(self.host, os.cpu_count() or 1, int(total_memory_mb() * 0.9))
-        tmp = SLURM_CONF.with_name(".slurm.conf.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, SLURM_CONF)
+        for path, content in ((GRES_CONF, gres_conf_text(self.host)), (SLURM_CONF, text)):
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(content)
+            os.replace(tmp, path)
         for d in SPOOL_DIRS:
             d.mkdir(parents=True, exist_ok=True)
         return None
@@ -193,6 +216,9 @@ class LocalSlurm:
     def start(self) -> str | None:
         """Bring the cluster up. Returns None when ready, else the reason it is not."""
         if cluster_ready():
+            if f"gpu:{GPU_MODEL}" not in node_gres():
+                return (f"a running cluster without the test node's GPU (gres gpu:{GPU_MODEL}) answers sinfo; "
+                        "stop it so that the fixture can start its own")
             self.log.append("reusing a running cluster")
             return None
         reason = self.install() or self._start_munge() or self._write_conf()

@@ -1,14 +1,15 @@
 """The study on a real single-node SLURM cluster (tests/slurm_cluster.py), through the slurm profile.
 
-One short study goes simulate -> preprocess -> integrate -> metrics -> aggregate as SLURM jobs.
-GPUs cannot run here (the test node has no GRES), so the GPU mapping is checked on the sbatch
-command the plugin builds for a GPU method's job (``--verbose`` logs it); SLURM rejects that
-submission, which also exercises the retry path: the profile's retries resubmit it with memory
-and runtime that grow with the attempt.
+One short study goes simulate -> preprocess -> integrate -> metrics -> aggregate as SLURM jobs,
+and checks the sbatch command of each job (``--verbose`` logs it): the partition is the
+cluster's default (the profile sets none); CPU jobs ask for no GPU; the GPU method's job asks
+for ``--gpus=a100:1`` (config gpu_model) and runs, on the CPU, on the node's fake GPU; a run
+out of memory is resubmitted with twice, then three times the memory and recorded as failed
+after the last attempt; the bookkeeping rules run locally.
 
 The profile is passed as ``--workflow-profile``: with ``--profile`` the repo's default workflow
 profile (workflow/profiles/default, loaded automatically) would override the SLURM defaults
-(partition, retries, latency-wait), since Snakemake gives workflow profiles precedence.
+(retries, latency-wait), since Snakemake gives workflow profiles precedence.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import subprocess
 
 import pandas as pd
 import pytest
-from slurm_cluster import PARTITION, LocalSlurm
-from test_e2e import CONFIGS, REPO, log_tail, snakemake_cmd, study_env, write_study_config
+import yaml
+from slurm_cluster import GPU_MODEL, PARTITION, LocalSlurm
+from test_e2e import CONFIGS, REPO, log_tail, run_record, snakemake_cmd, write_study_config
+from test_retries import fake_method_env
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -41,39 +44,63 @@ def slurm():
 def run_on_slurm(workdir, *extra, timeout=900) -> subprocess.CompletedProcess:
     cmd = snakemake_cmd(workdir, *SLURM_ARGS, "--slurm-logdir", str(workdir / "slurm_logs"), *extra)
     cmd[cmd.index("--cores"):cmd.index("--cores") + 2] = ["--jobs", "4"]
-    return subprocess.run(cmd, cwd=workdir, env=study_env(), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=workdir, env=fake_method_env(workdir / "site"), capture_output=True, text=True,
+                          timeout=timeout)
 
 
-def test_study_runs_as_slurm_jobs_and_gpu_rules_request_gpus(slurm, tmp_path):
+def sbatch_calls(log: str) -> dict[str, list[str]]:
+    """rule -> its sbatch commands, in submission order (the plugin's comment names the rule)."""
+    calls: dict[str, list[str]] = {}
+    for call in SBATCH_RE.findall(log):
+        rule = re.search(r"--comment '?rule_(\w+?)_wildcards|--comment '?rule_(\w+)'?", call)
+        calls.setdefault(rule.group(1) or rule.group(2), []).append(call)
+    return calls
+
+
+def test_study_runs_as_slurm_jobs_with_gpu_requests_and_memory_retries(slurm, tmp_path):
     write_study_config(CONFIGS / "slurm.yaml", tmp_path)
     out = tmp_path / "out"
     res = run_on_slurm(tmp_path, str(out / "tables/best.tsv"))
-    assert res.returncode == 0, log_tail(res, 6000)
-    runs = pd.read_csv(out / "tables/runs.tsv", sep="\t")
-    assert len(runs) == 2 and (runs["status"] == "ok").all(), runs
-    best = pd.read_csv(out / "tables/best.tsv", sep="\t")
-    assert set(best["method"]) == {"unintegrated", "harmony"}
-    # every job went through sbatch with the profile's partition, memory and runtime; CPU jobs ask no GPU
-    calls = SBATCH_RE.findall(res.stdout + res.stderr)
-    assert len(calls) >= 6, calls  # simulate, preprocess, 2 integrate, metrics (one per dataset), aggregate
-    assert all(f"-p {PARTITION}" in c and re.search(r"--mem \d+ ", c) and re.search(r"-t \d+ ", c)
-               for c in calls), calls
-    integrate = [c for c in calls if "--comment rule_integrate_" in c]
-    assert len(integrate) >= 2 and all("--cpus-per-task=1" in c for c in integrate), integrate  # threads: 1
-    assert not any("--gpus" in c for c in calls)
-    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", res.stdout + res.stderr)
-    assert len(set(submitted)) == len(calls)  # each sbatch call gave a SLURM job
+    log = res.stdout + res.stderr
+    assert res.returncode == 0, log_tail(res, 8000)
 
-    # a GPU method's job: resources gpu=1 -> --gpus=1; the node has no GPU, so SLURM rejects it,
-    # and each retry asks for more memory and time (mem_mb = 4000 * attempt, runtime = 120 * attempt)
-    write_study_config(CONFIGS / "slurm.yaml", tmp_path,
-                       methods={"unintegrated": {"params": {"n_comps": 10}}, "harmony": {"params": {"theta": 2.0}},
-                                "scdreamer": {"params": {"epochs": 1}}})
-    gpu_run = out / "runs/sim_slurm/scdreamer/default/seed0/run.h5ad"
-    gpu = run_on_slurm(tmp_path, str(gpu_run), timeout=300)
-    assert gpu.returncode != 0 and not gpu_run.exists()
-    calls = SBATCH_RE.findall(gpu.stdout + gpu.stderr)
-    assert calls and all("--gpus=1" in c for c in calls), log_tail(gpu, 6000)
-    mems = [int(m) for c in calls for m in re.findall(r"--mem (\d+)", c)]
-    times = [int(t) for c in calls for t in re.findall(r"-t (\d+)", c)]
-    assert mems[:3] == [4000, 8000, 12000] and times[:3] == [120, 240, 360], calls
+    runs = pd.read_csv(out / "tables/runs.tsv", sep="\t").set_index("method")
+    assert (runs.drop(index="fake")["status"] == "ok").all(), runs
+    assert runs.loc["fake", "status"] == "failed"
+    assert re.match(r"out of memory.*\(on the last of 3 attempts\)$", runs.loc["fake", "error"])
+    assert set(pd.read_csv(out / "tables/best.tsv", sep="\t")["method"]) == {"unintegrated", "harmony", "scdreamer",
+                                                                             "fake"}
+
+    calls = sbatch_calls(log)
+    every = [c for rule_calls in calls.values() for c in rule_calls]
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
+    assert len(set(submitted)) == len(every)  # each sbatch call gave a SLURM job
+    # the profile sets no partition: the plugin takes the cluster's default
+    profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+    assert not any(r.startswith("slurm_partition") for r in profile["default-resources"])
+    assert all(f"-p {PARTITION}" in c and re.search(r"--mem \d+ ", c) and re.search(r"-t \d+ ", c)
+               for c in every), every
+    # bookkeeping runs in the Snakemake process, everything else is a job
+    assert {"simulate", "preprocess", "integrate"} <= set(calls) and any(r.startswith("metrics") for r in calls)
+    assert not set(calls) & {"aggregate", "config_used", "report", "scaling_table"}, sorted(calls)
+
+    integrate = {re.search(r"method=(\w+)", c).group(1): [] for c in calls["integrate"]}
+    for c in calls["integrate"]:
+        integrate[re.search(r"method=(\w+)", c).group(1)].append(c)
+    # GPU model on the GPU job only (not --gpus=a100:0 on CPU jobs); threads -> --cpus-per-task
+    assert [f"--gpus={GPU_MODEL}:1" in c for c in integrate["scdreamer"]] == [True]
+    assert not any("--gpus" in c for m, cs in integrate.items() if m != "scdreamer" for c in cs)
+    assert not any("--gpus" in c for r, cs in calls.items() if r != "integrate" for c in cs)
+    assert all("--cpus-per-task=1" in c for cs in integrate.values() for c in cs)
+    assert run_record(out / "runs/sim_slurm/scdreamer/default/seed0/run.h5ad")["device"] == "cpu"
+
+    # out of memory: resubmitted with 2x, then 3x the first request (and twice the runtime, three times)
+    mems = [int(re.search(r"--mem (\d+)", c).group(1)) for c in integrate["fake"]]
+    times = [int(re.search(r"-t (\d+)", c).group(1)) for c in integrate["fake"]]
+    assert mems == [mems[0], 2 * mems[0], 3 * mems[0]] and times == [times[0], 2 * times[0], 3 * times[0]]
+    assert len(integrate["unintegrated"]) == len(integrate["harmony"]) == 1
+
+    # the console ends with the failed run and where to read why
+    assert "Study finished: 4 integration runs recorded, 1 failed." in log
+    assert "failed: sim_slurm fake default seed0: out of memory" in log
+    assert yaml.safe_load((CONFIGS / "slurm.yaml").read_text())["gpu_model"] == GPU_MODEL

@@ -1,5 +1,6 @@
 """Config validation at start: a bad config fails with one line naming the bad key."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,20 @@ def test_tiny_config_plans(tmp_path):
     assert res.stdout.count("rule integrate:") == 16
 
 
+JOB_RE = re.compile(r"^(?:local)?rule (\w+):\n((?:[ \t]+\w+: .*\n)+)", re.MULTILINE)
+
+
+def planned_jobs(log: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, fields) of every job block a dry-run prints; resources and wildcards as dicts."""
+    jobs = []
+    for rule, block in JOB_RE.findall(log):
+        fields = dict(line.strip().split(": ", 1) for line in block.splitlines())
+        fields["resources"] = dict(kv.split("=", 1) for kv in fields.get("resources", "").split(", ") if "=" in kv)
+        fields["wildcards"] = dict(kv.split("=", 1) for kv in fields.get("wildcards", "").split(", ") if "=" in kv)
+        jobs.append((rule, fields))
+    return jobs
+
+
 @pytest.mark.parametrize("name,min_integrate", [("paper", 1000), ("simulation", 700)])  # 100 sims x 7 methods
 def test_full_study_configs_plan_without_downloading(tmp_path, name, min_integrate):
     res = subprocess.run(
@@ -66,6 +81,8 @@ def test_full_study_configs_plan_without_downloading(tmp_path, name, min_integra
                   if line.split()[:1] and line.split()[0] in ("integrate", "download", "simulate"))
     assert int(counts["integrate"]) >= min_integrate
     assert ("download" in counts) == (name == "paper")
+    if name == "paper":
+        assert_paper_jobs_fit_a_cluster(planned_jobs(res.stdout))
 
 
 def test_dataset_selection_reaches_the_tables_step(tmp_path):
@@ -80,3 +97,49 @@ def test_dataset_selection_reaches_the_tables_step(tmp_path):
     command = next(ln for ln in res.stdout.splitlines() if "metrics.aggregate tables" in ln)
     assert '"datasets": {"sim_base": {"criterion": "unsupervised"}}' in command
     assert '"failed_seeds": "rank_below"' in command  # the schema default is passed on
+
+
+def assert_paper_jobs_fit_a_cluster(jobs):
+    """The heart atlas (486k cells) is scored one run per job, small datasets many runs to a job;
+    memory requests grow with the dataset."""
+    heart_scoring = [f for r, f in jobs if r == "metrics_run" and f["wildcards"]["dataset"] == "heart"]
+    heart_runs = [f for r, f in jobs if r == "integrate" and f["wildcards"]["dataset"] == "heart"]
+    assert len(heart_scoring) == len(heart_runs) > 200
+    pancreas_scoring = [f for r, f in jobs if r.startswith("metrics_pancreas_")]
+    assert 1 < len(pancreas_scoring) < len(heart_scoring) / 4
+    mem = {(f["wildcards"]["dataset"], f["wildcards"]["method"]): int(f["resources"]["mem_mb"])
+           for r, f in jobs if r == "integrate"}
+    for method in ("scanorama", "combat", "scvi", "seurat_cca"):
+        assert mem[("jurkat_293t", method)] < mem[("pancreas", method)] < mem[("heart", method)], method
+    assert mem[("heart", "scanorama")] > 40_000  # 486k cells: ~5x the README's 11.3 GB at 100k
+    assert int(heart_scoring[0]["resources"]["mem_mb"]) > int(pancreas_scoring[0]["resources"]["mem_mb"])
+
+
+def test_config_values_alone_keep_the_default_study(tmp_path):
+    """--config without --configfile changes the default study instead of replacing it."""
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow/Snakefile"), "-n", "--directory",
+         str(tmp_path), "--config", f"out={tmp_path / 'study'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-2000:]
+    runs = [f["output"] for r, f in planned_jobs(res.stdout) if r == "integrate"]
+    default = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    assert {Path(o).parts[-5] for o in runs} == set(default["datasets"])
+    assert all(o.startswith(str(tmp_path / "study")) for o in runs)
+
+
+def test_a_config_in_another_folder_runs_in_another_working_directory(tmp_path):
+    """Paths of the repo (registry, lock file) resolve against the repo, not the working directory."""
+    (tmp_path / "configs").mkdir()
+    cfg = {"out": "study", "datasets": {"pancreas": {"registry": "pancreas"}}, "methods": {"harmony": None}}
+    (tmp_path / "configs" / "study.yaml").write_text(yaml.safe_dump(cfg))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow/Snakefile"), "-n", "-p",
+         "--configfile", str(tmp_path / "configs" / "study.yaml"), "--directory", str(workdir)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-2000:]
+    download = next(line for line in res.stdout.splitlines() if "python -m datasets download" in line)
+    assert f"--lock {REPO / 'config/datasets.lock'} " in download
+    assert f"--registry {REPO / 'config/datasets.yaml'} " in download

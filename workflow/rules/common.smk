@@ -2,6 +2,7 @@
 # the packages (methods/settings.py); this file only wires it to Snakemake.
 import json
 import os
+import re
 import shlex
 import sys
 from datetime import datetime, timezone
@@ -15,7 +16,7 @@ from snakemake.utils import validate
 REPO = Path(workflow.basedir).parent
 sys.path.insert(0, str(REPO))
 
-from methods import registry  # noqa: E402
+from methods import job_resources, registry  # noqa: E402
 from methods.settings import (
     ConfigError,
     expand_settings,
@@ -80,6 +81,10 @@ def load_dataset_registry(cfg):
 
 _validate_config(config)
 OUT = config["out"].rstrip("/")
+# Relative registry and lock paths belong to the workflow's repo (as the registry always did),
+# not to the working directory: --directory elsewhere must find the same files.
+REGISTRY_FILE = str(REPO / config["registry"])
+LOCK = str(REPO / config["lock"])
 REGISTRY = (
     load_dataset_registry(config)
     if any(d.get("registry") for d in config["datasets"].values())
@@ -144,10 +149,6 @@ def method_env(wildcards):
     return env_of(wildcards.method)
 
 
-def gpu_request(wildcards):
-    return 1 if registry.get(wildcards.method).gpu else 0
-
-
 def run_params(wildcards):
     params, _ = SETTING_INDEX[(wildcards.method, wildcards.setting)]
     return shlex.quote(json.dumps(params, sort_keys=True))
@@ -155,14 +156,6 @@ def run_params(wildcards):
 
 def run_label_missing(wildcards):
     return SETTING_INDEX[(wildcards.method, wildcards.setting)][1]
-
-
-def mem_mb_attempt(wildcards, attempt):
-    return 4000 * attempt
-
-
-def runtime_attempt(wildcards, attempt):
-    return 120 * attempt
 
 
 def all_targets():
@@ -174,7 +167,9 @@ def all_targets():
 
 STRICT_FLAG = "--strict" if config["strict"] else ""
 MAX_MEM_FLAG = (
-    f"--max-mem-mb {config['max_mem_mb']}" if config.get("max_mem_mb") else ""
+    f"--max-mem-mb {config['max_mem_mb']}"
+    if isinstance(config.get("max_mem_mb"), int)
+    else ""
 )
 
 
@@ -187,6 +182,7 @@ wildcard_constraints:
 
 
 onstart:
+    os.environ[ATTEMPTS_ENV] = str(rules.integrate.rule.restart_times + 1)
     Path(f"{OUT}/logs").mkdir(parents=True, exist_ok=True)
     with open(f"{OUT}/logs/invocations.log", "a") as fh:
         fh.write(
@@ -256,24 +252,56 @@ def raw_file(wildcards):
     return f"{OUT}/data/raw/{'simulated' if raw_input_rule(wildcards) == 'simulate' else 'downloaded'}/{wildcards.dataset}.h5ad"
 
 
-# --- scoring (rules/metrics.smk): one job per dataset x method, generated here ---
+# --- scoring (rules/metrics.smk): jobs sized to the data, generated here ---
 
 METRIC_OPTIONS = {
     **config["metrics"].get("options", {}),
     "n_neighbors": config["metrics"]["n_neighbors"],
 }
+METRICS_SHELL = (
+    "BENCH_CACHE_DIR={params.cache} python -m metrics score --data {input.data} "
+    "--runs {input.runs} --out {output} --options {params.options} > {log} 2>&1"
+)
 
 
 def metrics_options_json():
     return shlex.quote(json.dumps(METRIC_OPTIONS, sort_keys=True))
 
 
-def _metrics_rule(dataset, methods, group):
-    runs = [
+def dataset_run_files(dataset, methods=None):
+    return [
         f"{run_dir(dataset, m, s, seed)}/run.h5ad"
-        for m in methods
+        for m in (methods or dataset_methods(dataset))
         for s, seed in runs_of(dataset, m)
     ]
+
+
+def scoring_jobs(dataset):
+    """[(job name, run files)] of a dataset's generated scoring rules; [] when metrics_run scores
+    its runs one per job. metrics.group auto packs runs up to metrics.job_cells cells per job
+    (start-up, ~40 s with its JIT warm-up, is paid once per job); run, method, dataset: one
+    job per run, per dataset x method, per dataset."""
+    group = config["metrics"]["group"]
+    if group == "dataset":
+        runs = dataset_run_files(dataset)
+        return [("all", runs)] if runs else []
+    if group == "method":
+        return [(m, dataset_run_files(dataset, [m])) for m in dataset_methods(dataset)]
+    if group == "run":
+        return []
+    chunks = job_resources.pack_runs(
+        dataset_run_files(dataset),
+        dataset_cells(dataset),
+        config["metrics"]["job_cells"],
+    )
+    if all(len(c) == 1 for c in chunks):
+        return []
+    if len(chunks) == 1:
+        return [("all", chunks[0])]
+    return [(f"part{i + 1}", c) for i, c in enumerate(chunks)]
+
+
+def _metrics_rule(dataset, group, runs):
     outs = [r.replace("run.h5ad", "metrics.json") for r in runs]
 
     rule:
@@ -292,14 +320,13 @@ def _metrics_rule(dataset, methods, group):
             "../../envs/metrics.yaml"
         threads: 1
         resources:
-            mem_mb=mem_mb_attempt,
-            runtime=runtime_attempt,
+            mem_mb=metrics_resources(dataset)[0],
+            runtime=metrics_resources(dataset)[1],
         params:
             options=metrics_options_json(),
             cache=f"{OUT}/cache",
         shell:
-            "BENCH_CACHE_DIR={params.cache} python -m metrics score --data {input.data} "
-            "--runs {input.runs} --out {output} --options {params.options} > {log} 2>&1"
+            METRICS_SHELL
 
 
 def all_metrics_files():

@@ -11,6 +11,9 @@ rule simulate:
         f"{OUT}/benchmarks/simulate/{{dataset}}.tsv"
     conda:
         "../../envs/data.yaml"
+    resources:
+        mem_mb=simulate_mem_mb,
+        runtime=simulate_runtime,
     params:
         args=simulate_args,
     shell:
@@ -27,10 +30,13 @@ rule download:
     retries: 2
     conda:
         "../../envs/data.yaml"
+    resources:
+        mem_mb=raw_mem_mb,
+        runtime=raw_runtime,
     params:
         name=registry_name,
-        registry=config["registry"],
-        lock=config["lock"],
+        registry=REGISTRY_FILE,
+        lock=LOCK,
     shell:
         "python -m datasets download --name {params.name} --registry {params.registry} "
         "--lock {params.lock} --out {output} > {log} 2>&1"
@@ -47,6 +53,9 @@ rule preprocess:
         f"{OUT}/benchmarks/preprocess/{{dataset}}.tsv"
     conda:
         "../../envs/data.yaml"
+    resources:
+        mem_mb=raw_mem_mb,
+        runtime=raw_runtime,
     params:
         args=preprocess_args,
     shell:

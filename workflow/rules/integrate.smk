@@ -1,5 +1,7 @@
 # One job per dataset x method x setting x seed. A failing method still writes its run file
-# (status=failed, with the error) so the study goes on; `strict: true` makes it fatal.
+# (status=failed, with the error) so the study goes on; `strict: true` makes it fatal. Out of
+# memory or time before the last attempt exits non-zero instead, and Snakemake retries the job
+# with the next attempt's memory and runtime (methods/attempts.py).
 
 
 rule integrate:
@@ -16,8 +18,11 @@ rule integrate:
     threads: config["threads"]
     resources:
         gpu=gpu_request,
-        mem_mb=mem_mb_attempt,
-        runtime=runtime_attempt,
+        gpu_model=gpu_model_request,
+        mem_mb=integrate_mem_mb,
+        runtime=integrate_runtime,
+        attempt=attempt_number,
+        attempts=attempts_total,
     params:
         json=run_params,
         label_missing=run_label_missing,
@@ -29,4 +34,6 @@ rule integrate:
         "BENCH_CACHE_DIR={params.cache} python -m methods run --data {input.data} --out {output.run} "
         "--method {wildcards.method} --setting {wildcards.setting} --params {params.json} "
         "--seed {wildcards.seed} --device {params.device} --threads {threads} "
-        "--label-missing {params.label_missing} {params.strict} {params.max_mem} > {log} 2>&1"
+        "--label-missing {params.label_missing} {params.strict} {params.max_mem} "
+        + RUN_JOB_FLAGS
+        + " > {log} 2>&1"

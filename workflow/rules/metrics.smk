@@ -1,16 +1,43 @@
-# Scoring: one job scores many runs in one process (the JAX/numba warm-up, ~25 s, is paid
-# once per job, then a run of a few thousand cells takes about a second) and writes one
-# metrics.json per run. `metrics.group: dataset` (default) makes one job per dataset,
-# `method` one per dataset x method (more parallel, better for large atlases).
-# Then the tables and the best-setting selection (design.md section 6).
+# Scoring: one process scores one or more runs and writes one metrics.json per run. Jobs are
+# sized to the data (metrics.group, common.smk scoring_jobs): small runs are packed many to a
+# job, so the scorer's start-up (~40 s of imports and JIT warm-up) is paid once per job; large
+# runs get a job each (rule metrics_run), so a job fits a cluster's limits and a retry rescores
+# one run only. Then the tables and the best-setting selection (design.md section 6).
 
+RUN_SCORED_DATASETS = []
 for _d in config["datasets"]:
-    if config["metrics"]["group"] == "dataset":
-        if dataset_methods(_d):
-            _metrics_rule(_d, dataset_methods(_d), "all")
-    else:
-        for _m in dataset_methods(_d):
-            _metrics_rule(_d, [_m], _m)
+    _jobs = scoring_jobs(_d)
+    if not _jobs and dataset_methods(_d):
+        RUN_SCORED_DATASETS.append(_d)
+    for _group, _runs in _jobs:
+        _metrics_rule(_d, _group, _runs)
+
+
+if RUN_SCORED_DATASETS:
+
+    rule metrics_run:
+        input:
+            data=f"{OUT}/data/{{dataset}}.h5ad",
+            runs=f"{OUT}/runs/{{dataset}}/{{method}}/{{setting}}/seed{{seed}}/run.h5ad",
+        output:
+            f"{OUT}/runs/{{dataset}}/{{method}}/{{setting}}/seed{{seed}}/metrics.json",
+        log:
+            f"{OUT}/logs/metrics/{{dataset}}/{{method}}/{{setting}}/seed{{seed}}.log",
+        benchmark:
+            f"{OUT}/benchmarks/metrics/{{dataset}}/{{method}}/{{setting}}/seed{{seed}}.tsv"
+        wildcard_constraints:
+            dataset="|".join(re.escape(d) for d in RUN_SCORED_DATASETS),
+        conda:
+            "../../envs/metrics.yaml"
+        threads: 1
+        resources:
+            mem_mb=metrics_resources()[0],
+            runtime=metrics_resources()[1],
+        params:
+            options=metrics_options_json(),
+            cache=f"{OUT}/cache",
+        shell:
+            METRICS_SHELL
 
 
 rule aggregate:

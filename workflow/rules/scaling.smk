@@ -1,18 +1,22 @@
 # Scaling study: each method with its default setting on subsamples of one dataset; runtime
-# and peak RAM from Snakemake's benchmark files, peak GPU memory from the run record.
+# and peak RAM from Snakemake's benchmark files, peak GPU memory from the run record. A
+# subsample is temporary: deleted once every method has run on it (up to 600k-cell copies).
 
 
 rule subsample:
     input:
         f"{OUT}/data/{{dataset}}.h5ad",
     output:
-        f"{OUT}/data/subsampled/{{dataset}}/n{{n}}.h5ad",
+        temp(f"{OUT}/data/subsampled/{{dataset}}/n{{n}}.h5ad"),
     log:
         f"{OUT}/logs/subsample/{{dataset}}/n{{n}}.log",
     benchmark:
         f"{OUT}/benchmarks/subsample/{{dataset}}/n{{n}}.tsv"
     conda:
         "../../envs/data.yaml"
+    resources:
+        mem_mb=subsample_mem_mb,
+        runtime=subsample_runtime,
     params:
         seed=SCALING.get("seed", 0),
     shell:
@@ -34,8 +38,11 @@ rule integrate_scaling:
     threads: config["threads"]
     resources:
         gpu=gpu_request,
-        mem_mb=mem_mb_attempt,
-        runtime=runtime_attempt,
+        gpu_model=gpu_model_request,
+        mem_mb=scaling_mem_mb,
+        runtime=scaling_runtime,
+        attempt=attempt_number,
+        attempts=attempts_total,
     params:
         json=scaling_params,
         device=config["device"],
@@ -45,7 +52,9 @@ rule integrate_scaling:
     shell:
         "BENCH_CACHE_DIR={params.cache} python -m methods run --data {input.data} --out {output.run} "
         "--method {wildcards.method} --setting default --params {params.json} --seed {params.seed} "
-        "--device {params.device} --threads {threads} {params.max_mem} > {log} 2>&1"
+        "--device {params.device} --threads {threads} {params.max_mem} "
+        + RUN_JOB_FLAGS
+        + " > {log} 2>&1"
 
 
 rule scaling_table:
