@@ -338,4 +338,13 @@ def report_inputs(wildcards):
     ]
     if config.get("scaling"):
         tables.append(f"{OUT}/tables/scaling.tsv")
+    tables += [
+        f"{OUT}/tables/{t}"
+        for t in (
+            "loss_history.tsv.gz",
+            "batch_strength.tsv",
+            "claims.tsv",
+            "claim_tests.tsv",
+        )
+    ]
     return tables
