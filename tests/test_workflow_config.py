@@ -63,3 +63,19 @@ def test_full_study_configs_plan_without_downloading(tmp_path, name, min_integra
                   if line.split()[:1] and line.split()[0] in ("integrate", "download", "simulate"))
     assert int(counts["integrate"]) >= min_integrate
     assert ("download" in counts) == (name == "paper")
+
+
+def test_scaling_only_dataset_is_subsampled_but_not_scored(tmp_path):
+    def scaling_only(cfg):
+        cfg["datasets"]["sim_large"] = {"simulate": {"scenario": "baseline", "seed": 3, "n_cells": 3000,
+                                                     "n_genes": 1500}, "methods": []}
+        cfg["scaling"].update(dataset="sim_large", sizes=[300, 3000])
+
+    res = dry_run(tmp_path, mutate(scaling_only))
+    assert res.returncode == 0, res.stderr[-2000:]
+    plan = res.stdout
+    assert plan.count("rule integrate:") == 16  # only the two scored datasets' runs
+    assert plan.count("rule integrate_scaling:") == 4  # 2 methods x 2 sizes on the scaling-only dataset
+    assert "runs/sim_large" not in plan and "metrics_sim_large" not in plan
+    assert "batch_strength/sim_large" not in plan  # not scored: no row in the datasets section
+    assert plan.count("rule batch_strength:") == 2 and "rule claims:" in plan

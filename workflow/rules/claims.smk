@@ -3,11 +3,6 @@
 # on scores.tsv / best.tsv (metrics/claims.py).
 
 
-def scored_datasets():
-    """Datasets with methods to score (a scaling-only dataset, methods: [], has none)."""
-    return [d for d in config["datasets"] if dataset_methods(d)]
-
-
 rule batch_strength:
     input:
         f"{OUT}/data/{{dataset}}.h5ad",
@@ -26,7 +21,11 @@ rule batch_strength:
 
 rule batch_strength_table:
     input:
-        expand(f"{OUT}/batch_strength/{{dataset}}.tsv", dataset=scored_datasets()),
+        # scored datasets only: a scaling-only dataset (methods: []) is not part of the results
+        expand(
+            f"{OUT}/batch_strength/{{dataset}}.tsv",
+            dataset=[d for d in config["datasets"] if dataset_methods(d)],
+        ),
     output:
         f"{OUT}/tables/batch_strength.tsv",
     log:
