@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +44,9 @@ TEST_COLUMNS = ["claim_id", "dataset", "metric", "label_missing", "method_a", "s
                 "method_b", "setting_b", "n_b", "mean_b", "sd_b", "expected", "p_value", "p_adj", "tested",
                 "holds"]
 
-# expected relation of a's values to b's
+# expected relation of a's values to b's, and how a comparison that fails it reads
 GREATER, LESS, NOT_LOWER = "greater", "less", "not lower"
+FAILED_RELATION = {GREATER: "is not higher than", LESS: "is not lower than", NOT_LOWER: "is lower than"}
 
 
 @dataclass
@@ -100,7 +102,9 @@ def welch_p(a: np.ndarray, b: np.ndarray, expected: str) -> float:
     if np.var(a) == 0 and np.var(b) == 0:  # no spread at all: the means decide
         differs = {"greater": a.mean() > b.mean(), "less": a.mean() < b.mean()}[alternative]
         return 0.0 if differs else 1.0
-    return float(ttest_ind(a, b, equal_var=False, alternative=alternative).pvalue)
+    with warnings.catch_warnings():  # near-identical values: scipy warns, the p-value is still usable
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(ttest_ind(a, b, equal_var=False, alternative=alternative).pvalue)
 
 
 def bh_adjust(p: np.ndarray) -> np.ndarray:
@@ -267,9 +271,11 @@ def check_sccraft(study: Study, dataset: str) -> tuple[str, str, str, str]:
         return NOT_TESTABLE, "", "", "not a simulated (Splatter) dataset"
     if sim is None:
         return NOT_TESTABLE, "", "", "batch_strength.tsv absent: cannot tell whether the dataset is simulated"
+    if "sccraft" not in study.methods(dataset):
+        return NOT_TESTABLE, "", "", "the study has no sccraft runs on this dataset"
     b = study.best[study.best["dataset"] == dataset].dropna(subset=["overall"])
     if "sccraft" not in set(b["method"]):
-        return NOT_TESTABLE, "", "", "the study has no successful sccraft runs on this dataset"
+        return NOT_TESTABLE, "", "", "every run of sccraft failed on this dataset"
     if len(b) < 3:
         return NOT_TESTABLE, "", "", f"only {len(b)} methods scored on this dataset (need 3 to rank)"
     b = b.sort_values("overall", ascending=False)
@@ -394,7 +400,7 @@ def decide(comps: list[Comparison], why_not: str) -> tuple[str, str, str, str]:
     failing = [c for c in comps if not c.holds()]
     if not failing:
         return REPRODUCED, numbers, evidence, ""
-    why = "; ".join(f"{c.metric}: {c.method_a} {c.setting_a} is not {c.expected} than {c.method_b} {c.setting_b}"
+    why = "; ".join(f"{c.metric}: {c.method_a} {c.setting_a} {FAILED_RELATION[c.expected]} {c.method_b} {c.setting_b}"
                     + (f" (p_adj {c.p_adj:.3g})" if c.tested else "") for c in failing)
     return NOT_REPRODUCED, numbers, evidence, why
 

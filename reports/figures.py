@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from plotnine import (
     aes,
+    coord_flip,
     element_blank,
     element_text,
     facet_grid,
@@ -309,7 +310,7 @@ def fig_metric_dots(best: pd.DataFrame, runs: pd.DataFrame | None = None):
          + scale_shape_manual(values=STATUS_SHAPES)
          + labs(x="", y="metric value (best setting, mean over seeds)", shape="run status")
          + theme_bw()
-         + theme(figure_size=figure_size(ncol, int(np.ceil(n / ncol)), 2.8, 2.3),
+         + theme(figure_size=figure_size(ncol, int(np.ceil(n / ncol)), 2.2, 2.3),
                  axis_text_x=element_text(rotation=30, ha="right")))
     return p
 
@@ -334,16 +335,17 @@ def fig_sweeps(scores: pd.DataFrame):
     long["score"] = ordered_categorical(long["score"], COMPOSITES)
     means = (long[long["status"] == "ok"].groupby(["dataset", "method", "setting", "score"], observed=True)
              ["value"].mean().reset_index())
-    n_methods = long["method"].nunique()
+    n_panels = 3 * long["method"].nunique()
+    ncol = min(n_panels, 6)  # a method's bio, batch and overall side by side, two methods a row
     p = (ggplot(long, aes("setting", "value", color="dataset"))
          + geom_point(aes(shape="status"), size=2, alpha=0.8)
          + geom_line(aes(group="dataset"), data=means)
-         + facet_grid("score ~ method", scales="free_x")
+         + facet_wrap(["method", "score"], ncol=ncol, scales="free_x")
          + scale_shape_manual(values=STATUS_SHAPES)
          + labs(x="setting", y="score (scaled within method)", shape="run status")
          + theme_bw()
-         + theme(figure_size=figure_size(n_methods, 3, 3.0, 2.2),
-                 axis_text_x=element_text(rotation=45, ha="right")))
+         + theme(figure_size=figure_size(ncol, int(np.ceil(n_panels / ncol)), 1.6, 2.3, extra_w=1.8),
+                 axis_text_x=element_text(rotation=45, ha="right", size=7), legend_position="bottom"))
     return p
 
 
@@ -381,8 +383,8 @@ def fig_sysvi_sweep(scores: pd.DataFrame):
          + labs(x="setting", y="score scaled to [0, 1] per metric", color="metric (avg. = line)",
                 shape="run status")
          + theme_bw()
-         + theme(figure_size=figure_size(n_methods, n_datasets, 2.8, 2.4),
-                 axis_text_x=element_text(rotation=45, ha="right")))
+         + theme(figure_size=figure_size(n_methods, n_datasets, 1.9, 2.4, extra_w=1.2),
+                 axis_text_x=element_text(rotation=45, ha="right"), legend_position="bottom"))
     return p
 
 
@@ -421,7 +423,8 @@ def fig_sysvi_nmi_ilisi(scores: pd.DataFrame):
          + labs(x="iLISI (batch correction)", y="NMI fixed (bio conservation)",
                 color="setting (× = average)")
          + theme_bw()
-         + theme(figure_size=figure_size(n_methods, n_datasets, 2.8, 2.6)))
+         + theme(figure_size=figure_size(n_methods, n_datasets, 1.9, 2.2, extra_w=1.2),
+                 axis_text_x=element_text(rotation=45, ha="right"), legend_position="bottom"))
     return p
 
 
@@ -457,7 +460,7 @@ def umap_figure(umap: pd.DataFrame, colour_by: str):
                                      ncol=1 if n_levels <= 20 else 2))
          + labs(x="UMAP 1", y="UMAP 2", color=colour_by)
          + theme_bw()
-         + theme(figure_size=figure_size(ncol, int(np.ceil(n_panels / ncol)), 2.0, 2.0, extra_w=2.0),
+         + theme(figure_size=figure_size(ncol, int(np.ceil(n_panels / ncol)), 1.6, 1.6, extra_w=2.0),
                  axis_text=element_blank(), axis_ticks=element_blank(), panel_grid=element_blank()))
     return p
 
@@ -497,12 +500,13 @@ def fig_positive_rates(best: pd.DataFrame, runs: pd.DataFrame | None = None):
          + geom_col(position=dodge, width=0.75)
          + geom_text(aes(label="text"), data=lambda d: d[d["status"] == "failed"].drop_duplicates(
              ["dataset", "method"]), y=0.04, color=FAILED_COLOUR, size=7, angle=90, va="bottom")
-         + facet_wrap("~dataset", ncol=min(n, 3))
+         + facet_wrap("~dataset", ncol=min(n, 3), scales="free_x")
          + scale_y_continuous(limits=(0, 1.05))
+         + coord_flip()  # methods down the page: the figure keeps the report's width with many methods
          + labs(x="", y="rate (best setting, mean over seeds)", fill="")
          + theme_bw()
-         + theme(figure_size=figure_size(min(n, 3), int(np.ceil(n / 3)), 0.45 * n_methods + 1.2, 2.8),
-                 axis_text_x=element_text(rotation=45, ha="right")))
+         + theme(figure_size=figure_size(min(n, 3), int(np.ceil(n / 3)), 2.8, 0.22 * n_methods + 0.8),
+                 legend_position="bottom"))
     return p
 
 
@@ -530,11 +534,11 @@ def fig_lisi_boxplots(lisi_percell: pd.DataFrame, best: pd.DataFrame | None = No
                         show_legend=False)
          + geom_text(aes(y="text_y", label="status"), data=lambda d: d[d["status"] == "failed"].drop_duplicates(
              ["dataset", "method", "metric"]), color=FAILED_COLOUR, size=8, va="bottom")
-         + facet_grid("metric ~ dataset", scales="free_y")
+         + facet_grid("dataset ~ metric", scales="free")
+         + coord_flip()  # methods down the page: the figure keeps the report's width with many methods
          + labs(x="", y="per-cell LISI (representative run)")
          + theme_bw()
-         + theme(figure_size=figure_size(n_datasets, 2, 0.45 * n_methods + 1.0, 2.4),
-                 axis_text_x=element_text(rotation=45, ha="right")))
+         + theme(figure_size=figure_size(2, n_datasets, 3.5, 0.22 * n_methods + 0.6, extra_w=1.5)))
     return p
 
 

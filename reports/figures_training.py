@@ -30,7 +30,7 @@ def is_empty(df: pd.DataFrame | None) -> bool:
     return df is None or len(df) == 0
 
 
-def wrap_size(n_panels: int, col_w: float = 2.2, row_h: float = 1.8) -> tuple[float, float]:
+def wrap_size(n_panels: int, col_w: float = 1.6, row_h: float = 1.6) -> tuple[float, float]:
     """Figure size of a facet_wrap with at most MAX_COLUMNS columns."""
     ncol = min(max(n_panels, 1), MAX_COLUMNS)
     nrow = int(np.ceil(max(n_panels, 1) / ncol))
@@ -96,7 +96,7 @@ def failed_run_rows(history: pd.DataFrame, runs: pd.DataFrame | None) -> pd.Data
     r = runs[runs["status"] == "failed"]
     if "label_missing" in r.columns:
         r = r[r["label_missing"].fillna(0) == 0]
-    r = r[[(d, m) in trained for d, m in zip(r["dataset"], r["method"])]]
+    r = r.loc[np.array([(d, m) in trained for d, m in zip(r["dataset"], r["method"])], dtype=bool)]
     return pd.DataFrame({"dataset": r["dataset"], "method": r["method"], "setting": r["setting"],
                          "seed": r["seed"], "epoch": np.nan, "value": np.nan, "converged": "not assessable",
                          "status": "failed", "run": r["setting"].astype(str) + " seed " + r["seed"].astype(str)})
@@ -144,6 +144,11 @@ def fig_loss_terms(loss_history: pd.DataFrame, best: pd.DataFrame | None = None)
         h = h[keep]
     if h.empty:
         return None
+    # a term constant in every run (scvi-tools' kl_global with no global latent) tells nothing
+    spread = h.groupby(["method", "term"])["value"].transform(lambda v: v.max() - v.min())
+    h = h[spread > 0].copy()
+    if h.empty:
+        return None
     h["status"] = "ok"
     h["kind"] = np.where(h["reconstruction"].astype(str).str.lower() == "true", "reconstruction", "other")
     h["panel"] = h["method"] + ": " + h["term"] + np.where(h["kind"] == "reconstruction", " (recon.)", "")
@@ -167,6 +172,6 @@ def fig_loss_terms(loss_history: pd.DataFrame, best: pd.DataFrame | None = None)
          + labs(x="epoch", y="loss term (epoch mean)", color="dataset",
                 title="Loss terms of each method's representative run")
          + theme_bw()
-         + theme(figure_size=wrap_size(n_panels, 2.2, 1.6), strip_text=element_text(size=6.5),
+         + theme(figure_size=wrap_size(n_panels, 1.6, 1.4), strip_text=element_text(size=6.5),
                  axis_text=element_text(size=6), legend_position="bottom"))
     return p

@@ -121,4 +121,5 @@ def dataset_titles(batch_strength: pd.DataFrame | None, datasets) -> dict[str, s
     names = sorted(pd.Series(datasets).dropna().astype(str).unique())
     sep = {} if batch_strength is None or batch_strength.empty else \
         dict(zip(batch_strength["dataset"].astype(str), batch_strength["separation"]))
-    return {d: f"{d} (batch separation {sep[d]:.2f})" if pd.notna(sep.get(d)) else d for d in names}
+    return {d: d if d not in sep else f"{d} (batch separation {sep[d]:.2f})" if pd.notna(sep[d])
+            else f"{d} (batch separation n/a)" for d in names}

@@ -55,7 +55,8 @@ def simple_table(df: pd.DataFrame, table_id: str, row_class: pd.Series | None = 
     classes = row_class.tolist() if row_class is not None else [""] * len(df)
     rows = []
     for cls, row in zip(classes, df.itertuples(index=False)):
-        cells = "".join(f"<td>{esc(f'{v:.3g}' if isinstance(v, float) else v)}</td>" for v in row)
+        cells = "".join(f"<td>{esc(f'{v:.3g}' if isinstance(v, float) and not np.isnan(v) else v)}</td>"
+                        for v in row)
         rows.append(f'<tr class="{esc(cls)}">{cells}</tr>' if cls else f"<tr>{cells}</tr>")
     return (f'<div class="scroll"><table class="sortable" id="{esc(table_id)}"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>')

@@ -435,6 +435,14 @@ def test_convergence_figure_flags_the_still_falling_run(tables):
     assert not (data["label_missing"].fillna(0) > 0).any()
 
 
+def test_convergence_figure_without_failed_runs(tables):
+    from reports.figures_training import fig_convergence
+
+    runs = tables["runs"][tables["runs"]["status"] == "ok"]
+    data = fig_convergence(tables["loss_history"], runs).data
+    assert (data["status"] == "ok").all() and (data["converged"] == "no").sum() == EPOCHS
+
+
 def test_loss_terms_show_each_representative_run_with_reconstruction_first(tables):
     from reports.figures_training import fig_loss_terms
 
@@ -471,7 +479,7 @@ def test_dataset_headings_carry_the_batch_strength(tables):
     from reports.figures import fig_bio_batch, fig_summary_table
 
     bio_batch = fig_bio_batch(tables["best"], tables["runs"], tables["batch_strength"]).data
-    assert set(bio_batch["dataset"]) == {"sim_a (batch separation 1.23)", "sim_b"}
+    assert set(bio_batch["dataset"]) == {"sim_a (batch separation 1.23)", "sim_b (batch separation n/a)"}
     title = fig_summary_table(tables["best"], batch_strength=tables["batch_strength"]).labels.title
     assert "sim_a (batch separation 1.23)" in title
 
