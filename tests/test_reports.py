@@ -407,14 +407,14 @@ def test_scaling_marks_sizes_spanning_less_than_ten_fold():
 
 
 def test_umap_grid_wraps_at_six_panels_a_row(tables):
-    from reports.figures import UMAP_COLUMNS, fig_umap_label
+    from reports.figures import fig_umap_label
 
     plot = fig_umap_label(tables["umap"])
-    n_panels = plot.data["panel"].nunique()
-    assert n_panels == len(DATASETS) * len(METHODS) > UMAP_COLUMNS
-    assert plot.facet._ncol == UMAP_COLUMNS
+    assert len(DATASETS) * len(METHODS) > 6
+    assert getattr(plot.facet, "_ncol", None) == 6  # a wrapped layout, 6 panels a row
     width, height = plot.theme.getp("figure_size")
-    assert width <= 15 and height >= 4  # wraps into rows instead of one wide strip
+    assert width <= REPORT_WIDTH_IN and height >= 4  # rows instead of one wide strip
+    assert plot.data["panel"].nunique() == len(DATASETS) * len(METHODS)
     failed = plot.data[plot.data["status"] == "failed"]
     assert set(failed["panel"]) == {"scdreamer_sup\nsim_b"}
 
@@ -482,6 +482,28 @@ def test_dataset_headings_carry_the_batch_strength(tables):
     assert set(bio_batch["dataset"]) == {"sim_a (batch separation 1.23)", "sim_b (batch separation n/a)"}
     title = fig_summary_table(tables["best"], batch_strength=tables["batch_strength"]).labels.title
     assert "sim_a (batch separation 1.23)" in title
+
+
+REPORT_WIDTH_IN = 12.0  # ~1400 px page at 150 dpi, shrunk at most ~1.3x: text stays readable
+
+
+def test_every_figure_fits_the_report_width_with_many_methods(tables):
+    from reports.figures import FIGURES
+    from reports.render import call_with_tables
+
+    # 16 methods: each method of the small study four times under other names (sysVI-family
+    # copies keep their names in the first copy only, as sysVI figures draw that family)
+    copies = {}
+    for name, df in tables.items():
+        if "method" in df.columns:
+            copies[name] = pd.concat([df] + [df.assign(method=df["method"] + f"_v{k}") for k in (2, 3, 4)],
+                                     ignore_index=True)
+        else:
+            copies[name] = df
+    for name, (fn, _) in FIGURES.items():
+        plot = call_with_tables(fn, copies)
+        width, _ = plot.theme.getp("figure_size")
+        assert width <= REPORT_WIDTH_IN, f"{name} is {width:.1f} in wide"
 
 
 def test_figure_error_is_reported_not_fatal(tables, tmp_path, monkeypatch):
