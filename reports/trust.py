@@ -133,8 +133,8 @@ def claims_summary(claims: pd.DataFrame | None) -> str:
     counts = claims["verdict"].value_counts()
     text = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in VERDICT_CLASS)
     decided = claims[claims["verdict"] != "not testable here"]
-    means_only = decided["evidence"].fillna("").str.startswith(("means only", "mixed")).sum() \
-        if "evidence" in decided.columns else 0
+    evidence = decided["evidence"].fillna("").astype(str) if "evidence" in decided.columns else pd.Series(dtype=str)
+    means_only = int(evidence.str.startswith(("means only", "mixed")).sum())
     note = (f" {means_only} of the {len(decided)} decided rows rest on means only (fewer than 3 seeds), "
             "not on a test." if means_only else "")
     return f'<p>Papers\' claims (<a href="#claims">section</a>): {esc(text)}.{esc(note)}</p>'

@@ -179,6 +179,18 @@ def test_report_embeds_every_figure_and_table(tiny):
         assert method in page
 
 
+def test_study_checks_tables_and_report_sections(tiny):
+    runs = read_tsv(tiny, "runs.tsv")
+    assert set(runs["converged"]) == {"not trained"}  # PCA and Harmony have no training loop
+    strength = read_tsv(tiny, "batch_strength.tsv")
+    assert set(strength["dataset"]) == set(TINY["datasets"])
+    claims = read_tsv(tiny, "claims.tsv")
+    assert (claims["verdict"] == "not testable here").all() and claims["why"].notna().all()
+    page = (tiny / "report.html").read_text()
+    for section in ("datasets", "claims"):
+        assert f'<section id="{section}">' in page
+
+
 def test_finished_study_has_nothing_to_do(tiny):
     res = run_snakemake(tiny.parent, "-n", timeout=300)
     assert res.returncode == 0, log_tail(res)

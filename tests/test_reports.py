@@ -571,6 +571,18 @@ def test_html_says_what_to_trust_at_the_top(rendered):
     assert "Benjamini-Hochberg" in claims and "the study has no davae runs" in claims
 
 
+def test_claims_summary_when_nothing_is_testable():
+    from reports.trust import claims_section, claims_summary
+
+    # as read back from claims.tsv of a study without the claims' methods: empty columns are NaN
+    claims = pd.DataFrame({"claim_id": ["a", "b"], "paper": "p", "figure": "f", "claim": "c", "dataset": "d",
+                           "rule": "r", "numbers": np.nan, "verdict": "not testable here", "evidence": np.nan,
+                           "why": "the study has no davae runs on this dataset"})
+    assert "0 reproduced, 0 not reproduced, 2 not testable here." in claims_summary(claims)
+    assert "means only" not in claims_summary(claims)
+    assert "nan" not in claims_section(claims)
+
+
 def test_render_with_only_some_tables_notes_missing_data(small_tables, tmp_path):
     from reports.cli import main
 
