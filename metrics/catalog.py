@@ -36,6 +36,8 @@ _INFO: dict[str, tuple[str, bool, str, str]] = {
     # seed papers' own metrics (written here)
     "nmi_fixed": ("bio", True, "graph", SYSVI + "; Leiden r=2, clusters labelled by majority"),
     "jaccard": ("bio", True, "graph", SYSVI + "; mean per-cell-type Jaccard, Leiden r=2"),
+    "jaccard_batch_unique": ("other", True, "graph", SYSVI + "; Fig. 4: mean Jaccard of the cell types found "
+                             "in one batch only (mixing of unbalanced cell types)"),
     "moransi": ("bio", True, "embedding", SYSVI + "; post/pre Moran's I per sample x cell type"),
     "positive_rate": ("bio", True, "graph", IMAP),
     "true_positive_rate": ("batch", True, "graph", IMAP),

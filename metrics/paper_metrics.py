@@ -73,6 +73,16 @@ def nmi_fixed_and_jaccard(clusters: np.ndarray, labels: np.ndarray) -> tuple[flo
     return nmi, jac
 
 
+def batch_unique_labels(labels: np.ndarray, batch: np.ndarray) -> list[str]:
+    """Cell types whose cells all come from one batch (sysVI Fig. 4's unbalanced populations,
+    in their extreme form: present in one batch only), sorted."""
+    types, type_idx = np.unique(np.asarray(labels).astype(str), return_inverse=True)
+    batches, batch_idx = np.unique(np.asarray(batch).astype(str), return_inverse=True)
+    present = np.zeros((types.size, batches.size), dtype=bool)
+    present[type_idx, batch_idx] = True
+    return [str(t) for t, n in zip(types, present.sum(axis=1)) if n == 1]
+
+
 def _chi2_accept(counts: np.ndarray, expected_freq: np.ndarray, alpha: float) -> np.ndarray:
     """kBET's chi-square test per row: observed batch counts vs k x expected frequencies.
 

@@ -289,6 +289,15 @@ class _Scorer:
         self.extra["jaccard_per_label"] = {k: round(v, 4) for k, v in jac.items()}
         return {"nmi_fixed": nmi, "jaccard": float(np.mean(list(jac.values())))}
 
+    def g_jaccard_batch_unique(self):
+        from metrics.paper_metrics import batch_unique_labels, nmi_fixed_and_jaccard
+
+        unique = batch_unique_labels(self.labels, self.batch)
+        if not unique:
+            raise _NotApplicable("no cell type is found in one batch only")
+        _, jac = nmi_fixed_and_jaccard(self.clusterings()[float(self.opts["nmi_fixed_resolution"])], self.labels)
+        return {"jaccard_batch_unique": float(np.mean([jac[k] for k in unique]))}
+
     def g_asw_label(self):
         from metrics.scib_set import asw_label_from_silhouette
 
@@ -427,7 +436,8 @@ class _Scorer:
         return {k: float(res[k]) for k in ("batch_cluster_nmi", "batch_cluster_ari")}
 
     GROUPS = {
-        "g_nmi_ari": ["nmi", "ari"], "g_nmi_fixed": ["nmi_fixed", "jaccard"], "g_asw_label": ["asw_label"],
+        "g_nmi_ari": ["nmi", "ari"], "g_nmi_fixed": ["nmi_fixed", "jaccard"],
+        "g_jaccard_batch_unique": ["jaccard_batch_unique"], "g_asw_label": ["asw_label"],
         "g_isolated_asw": ["isolated_label_asw"], "g_isolated_f1": ["isolated_label_f1"],
         "g_clisi": ["clisi"], "g_ilisi": ["ilisi"], "g_f1_lisi": ["f1_lisi"], "g_asw_batch": ["asw_batch"],
         "g_bras": ["bras"], "g_kbet": ["kbet"], "g_graph_connectivity": ["graph_connectivity"],

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from plotnine import (
     aes,
+    coord_flip,
     element_blank,
     element_text,
     facet_grid,
@@ -42,16 +43,16 @@ from plotnine import (
     scale_shape_manual,
     scale_size_continuous,
     scale_x_continuous,
-    scale_x_log10,
     scale_y_continuous,
-    scale_y_log10,
     theme,
     theme_bw,
 )
 
+from reports.figures_scaling import fig_scaling
+from reports.figures_training import fig_convergence, fig_loss_terms, not_converged_best
 from reports.missing_labels import missing_label_long
 from reports.selection import selection_lines
-from reports.tables import metric_columns, metric_types
+from reports.tables import dataset_titles, metric_columns, metric_types
 
 BEST_FIXED = ["dataset", "method", "best_setting", "representative_seed", "representative_run", "n_seeds",
               "n_failed", "within_overall", "bio", "batch", "overall", "combined_5050", "rank", "status",
@@ -62,8 +63,8 @@ SCORES_FIXED = ["dataset", "method", "setting", "seed", "label_missing", "status
 COMPOSITES = ["bio", "batch", "overall"]
 SYSVI_FAMILY = ["cvae", "vamp", "cyc", "sysvi", "adv"]  # registry names of the sysVI ablations
 STATUS_SHAPES = {"ok": "o", "failed": "x"}
-DEVICE_SHAPES = {"cpu": "o", "cuda": "^", "gpu": "^", "mps": "s"}
 FAILED_COLOUR = "#d62728"
+UMAP_COLUMNS = 6  # panels per row of the UMAP grids
 RST_DIR = Path(__file__).resolve().parent / "rst"  # captions for snakemake --report: RST_DIR/<name>.rst
 
 
@@ -182,7 +183,8 @@ def summary_long(best: pd.DataFrame, metrics: pd.DataFrame | None = None,
 
 
 def fig_summary_table(best: pd.DataFrame, metrics: pd.DataFrame | None = None,
-                      runs: pd.DataFrame | None = None, summary: pd.DataFrame | None = None):
+                      runs: pd.DataFrame | None = None, summary: pd.DataFrame | None = None,
+                      batch_strength: pd.DataFrame | None = None):
     """scIB-style table: methods in summary.tsv's rank order (fewest failed datasets, then
     overall; by overall without it); one circle per metric (size and colour = value scaled
     across methods, mean over datasets); bars for bio, batch and overall. Methods whose runs
@@ -210,6 +212,9 @@ def fig_summary_table(best: pd.DataFrame, metrics: pd.DataFrame | None = None,
         lambda d: f"{len(d)} of {status['dataset'].nunique()} datasets: {', '.join(sorted(d))}")
     y_labels = [m if m in failed_methods or m not in partly_failed else f"{m} (× failed on {partly_failed[m]})"
                 for m in y_of]
+    flagged = not_converged_best(best, runs)  # marker: the best setting has a run still learning
+    y_labels = [f"{label} ⚠ not converged ({flagged[m]})" if m in flagged else label
+                for m, label in zip(y_of, y_labels)]
     x_of: dict[str, float] = {}
     x = 0.0
     for i, (col, group) in enumerate(groups):
@@ -248,7 +253,8 @@ def fig_summary_table(best: pd.DataFrame, metrics: pd.DataFrame | None = None,
          + scale_size_continuous(range=(1, 6), limits=(0, 1), guide=None)
          + scale_x_continuous(breaks=list(x_of.values()), labels=list(x_of.keys()), expand=(0, 0.8))
          + scale_y_continuous(breaks=list(y_of.values()), labels=y_labels, limits=(0.4, n + 1.2))
-         + labs(x="", y="", title=f"Methods ranked by overall score (mean over {n_datasets} dataset(s))",
+         + labs(x="", y="", title=f"Methods ranked by overall score (mean over {n_datasets} dataset(s))"
+                + "".join(f"\n{t}" for t in dataset_titles(batch_strength, best["dataset"]).values()),
                 caption="\n".join(caption))
          + theme_bw()
          + theme(figure_size=(width, 1.6 + 0.4 * n + 0.2 * len(caption)),
@@ -259,7 +265,8 @@ def fig_summary_table(best: pd.DataFrame, metrics: pd.DataFrame | None = None,
 
 # ----------------------------------------------------------------------------- 2. bio vs batch
 
-def fig_bio_batch(best: pd.DataFrame, runs: pd.DataFrame | None = None):
+def fig_bio_batch(best: pd.DataFrame, runs: pd.DataFrame | None = None,
+                  batch_strength: pd.DataFrame | None = None):
     """Bio conservation vs batch correction of each method's best setting, one panel per
     dataset (on an unlabelled dataset the label-free proxy, best.tsv's bio_proxy, stands in for
     bio, marked "(proxy)"); methods whose runs failed are crosses at (0, 0) labelled "failed"."""
@@ -272,6 +279,7 @@ def fig_bio_batch(best: pd.DataFrame, runs: pd.DataFrame | None = None):
     b["y"] = b["bio"].where(~proxy, b.get("bio_proxy")).where(b["status"] == "ok", 0.0)
     b["label"] = np.where(b["status"] == "ok", b["method"] + np.where(proxy, " (proxy)", ""),
                           "× " + b["method"] + " failed")
+    b["dataset"] = b["dataset"].map(dataset_titles(batch_strength, b["dataset"]))
     n = b["dataset"].nunique()
     ncol = min(n, 3)
     p = (ggplot(b, aes("x", "y", color="method", shape="status"))
@@ -318,7 +326,7 @@ def fig_metric_dots(best: pd.DataFrame, runs: pd.DataFrame | None = None):
          + scale_shape_manual(values=STATUS_SHAPES)
          + labs(x="", y="metric value (best setting, mean over seeds)", shape="run status")
          + theme_bw()
-         + theme(figure_size=figure_size(ncol, int(np.ceil(n / ncol)), 2.8, 2.3),
+         + theme(figure_size=figure_size(ncol, int(np.ceil(n / ncol)), 2.2, 2.3),
                  axis_text_x=element_text(rotation=30, ha="right")))
     return p
 
@@ -343,16 +351,17 @@ def fig_sweeps(scores: pd.DataFrame):
     long["score"] = ordered_categorical(long["score"], COMPOSITES)
     means = (long[long["status"] == "ok"].groupby(["dataset", "method", "setting", "score"], observed=True)
              ["value"].mean().reset_index())
-    n_methods = long["method"].nunique()
+    n_panels = 3 * long["method"].nunique()
+    ncol = min(n_panels, 6)  # a method's bio, batch and overall side by side, two methods a row
     p = (ggplot(long, aes("setting", "value", color="dataset"))
          + geom_point(aes(shape="status"), size=2, alpha=0.8)
          + geom_line(aes(group="dataset"), data=means)
-         + facet_grid("score ~ method", scales="free_x")
+         + facet_wrap(["method", "score"], ncol=ncol, scales="free_x")
          + scale_shape_manual(values=STATUS_SHAPES)
          + labs(x="setting", y="score (scaled within method)", shape="run status")
          + theme_bw()
-         + theme(figure_size=figure_size(n_methods, 3, 3.0, 2.2),
-                 axis_text_x=element_text(rotation=45, ha="right")))
+         + theme(figure_size=figure_size(ncol, int(np.ceil(n_panels / ncol)), 1.6, 2.3, extra_w=1.8),
+                 axis_text_x=element_text(rotation=45, ha="right", size=7), legend_position="bottom"))
     return p
 
 
@@ -390,8 +399,8 @@ def fig_sysvi_sweep(scores: pd.DataFrame):
          + labs(x="setting", y="score scaled to [0, 1] per metric", color="metric (avg. = line)",
                 shape="run status")
          + theme_bw()
-         + theme(figure_size=figure_size(n_methods, n_datasets, 2.8, 2.4),
-                 axis_text_x=element_text(rotation=45, ha="right")))
+         + theme(figure_size=figure_size(n_methods, n_datasets, 1.9, 2.4, extra_w=1.2),
+                 axis_text_x=element_text(rotation=45, ha="right"), legend_position="bottom"))
     return p
 
 
@@ -430,7 +439,8 @@ def fig_sysvi_nmi_ilisi(scores: pd.DataFrame):
          + labs(x="iLISI (batch correction)", y="NMI fixed (bio conservation)",
                 color="setting (× = average)")
          + theme_bw()
-         + theme(figure_size=figure_size(n_methods, n_datasets, 2.8, 2.6)))
+         + theme(figure_size=figure_size(n_methods, n_datasets, 1.9, 2.2, extra_w=1.2),
+                 axis_text_x=element_text(rotation=45, ha="right"), legend_position="bottom"))
     return p
 
 
@@ -449,18 +459,24 @@ def umap_figure(umap: pd.DataFrame, colour_by: str):
     data = pd.concat([ok.assign(text=""), failed], ignore_index=True)
     data[colour_by] = data[colour_by].astype(str)
     point_size = 0.3 if len(ok) > 2000 else 0.8
-    n_methods, n_datasets = data["method"].nunique(), data["dataset"].nunique()
+    # one panel per dataset x method, wrapped at UMAP_COLUMNS (a datasets x methods grid of a
+    # full study is 20 panels wide and unreadable at the report's width)
+    data["panel"] = data["method"] + "\n" + data["dataset"]
+    order = data.sort_values(["dataset", "method"])["panel"].drop_duplicates()
+    data["panel"] = pd.Categorical(data["panel"], categories=list(order))
+    n_panels = len(order)
+    ncol = min(n_panels, UMAP_COLUMNS)
     n_levels = ok[colour_by].nunique()
     p = (ggplot(data, aes("x", "y"))
          + geom_point(aes(color=colour_by), data=lambda d: d[d["status"] == "ok"], size=point_size, alpha=0.6,
                       stroke=0)
          + geom_text(aes(label="text"), data=lambda d: d[d["status"] == "failed"], color=FAILED_COLOUR, size=10)
-         + facet_grid("dataset ~ method", scales="free")
+         + facet_wrap("~panel", scales="free", ncol=ncol)
          + guides(color=guide_legend(override_aes={"size": 3, "alpha": 1},
                                      ncol=1 if n_levels <= 20 else 2))
          + labs(x="UMAP 1", y="UMAP 2", color=colour_by)
          + theme_bw()
-         + theme(figure_size=figure_size(n_methods, n_datasets, 2.6, 2.6, extra_w=3.0),
+         + theme(figure_size=figure_size(ncol, int(np.ceil(n_panels / ncol)), 1.6, 1.6, extra_w=2.0),
                  axis_text=element_blank(), axis_ticks=element_blank(), panel_grid=element_blank()))
     return p
 
@@ -500,12 +516,13 @@ def fig_positive_rates(best: pd.DataFrame, runs: pd.DataFrame | None = None):
          + geom_col(position=dodge, width=0.75)
          + geom_text(aes(label="text"), data=lambda d: d[d["status"] == "failed"].drop_duplicates(
              ["dataset", "method"]), y=0.04, color=FAILED_COLOUR, size=7, angle=90, va="bottom")
-         + facet_wrap("~dataset", ncol=min(n, 3))
+         + facet_wrap("~dataset", ncol=min(n, 3), scales="free_x")
          + scale_y_continuous(limits=(0, 1.05))
+         + coord_flip()  # methods down the page: the figure keeps the report's width with many methods
          + labs(x="", y="rate (best setting, mean over seeds)", fill="")
          + theme_bw()
-         + theme(figure_size=figure_size(min(n, 3), int(np.ceil(n / 3)), 0.45 * n_methods + 1.2, 2.8),
-                 axis_text_x=element_text(rotation=45, ha="right")))
+         + theme(figure_size=figure_size(min(n, 3), int(np.ceil(n / 3)), 2.8, 0.22 * n_methods + 0.8),
+                 legend_position="bottom"))
     return p
 
 
@@ -533,89 +550,15 @@ def fig_lisi_boxplots(lisi_percell: pd.DataFrame, best: pd.DataFrame | None = No
                         show_legend=False)
          + geom_text(aes(y="text_y", label="status"), data=lambda d: d[d["status"] == "failed"].drop_duplicates(
              ["dataset", "method", "metric"]), color=FAILED_COLOUR, size=8, va="bottom")
-         + facet_grid("metric ~ dataset", scales="free_y")
+         + facet_grid("dataset ~ metric", scales="free")
+         + coord_flip()  # methods down the page: the figure keeps the report's width with many methods
          + labs(x="", y="per-cell LISI (representative run)")
          + theme_bw()
-         + theme(figure_size=figure_size(n_datasets, 2, 0.45 * n_methods + 1.0, 2.4),
-                 axis_text_x=element_text(rotation=45, ha="right")))
+         + theme(figure_size=figure_size(2, n_datasets, 3.5, 0.22 * n_methods + 0.6, extra_w=1.5)))
     return p
 
 
-# ----------------------------------------------------------------------------- 7. scaling
-
-def fit_exponent(n_cells: pd.Series, values: pd.Series) -> float:
-    """Slope of log(values) on log(n_cells) (NaN with fewer than two positive sizes)."""
-    keep = (n_cells > 0) & (values > 0) & values.notna()
-    if n_cells[keep].nunique() < 2:
-        return float("nan")
-    return float(np.polyfit(np.log(n_cells[keep].astype(float)), np.log(values[keep].astype(float)), 1)[0])
-
-
-def scaling_exponents(scaling: pd.DataFrame) -> pd.DataFrame:
-    """Per method: runtime and memory exponents, from the table's exponent_s/exponent_mem
-    when given, else fitted here on the successful runs of the method's most used device."""
-    rows = []
-    for method, grp in scaling.groupby("method"):
-        ok = grp[grp["status"] == "ok"]
-        exp_s = grp["exponent_s"].dropna().iloc[0] if grp.get("exponent_s", pd.Series()).notna().any() else None
-        exp_m = (grp["exponent_mem"].dropna().iloc[0]
-                 if grp.get("exponent_mem", pd.Series()).notna().any() else None)
-        if (exp_s is None or exp_m is None) and len(ok):
-            main = ok[ok["device"] == ok["device"].mode().iloc[0]]
-            exp_s = fit_exponent(main["n_cells"], main["s"]) if exp_s is None else exp_s
-            exp_m = fit_exponent(main["n_cells"], main["max_rss_mb"]) if exp_m is None else exp_m
-        rows.append({"method": method, "exponent_s": exp_s, "exponent_mem": exp_m})
-    return pd.DataFrame(rows)
-
-
-def exponent_label(method: str, exp_s: float | None, exp_m: float | None) -> str:
-    """Legend label "method (time ~ n^a, mem ~ n^b)"; unknown exponents are left out."""
-    parts = [f"{what} ~ n^{e:.2f}" for what, e in (("time", exp_s), ("mem", exp_m))
-             if e is not None and np.isfinite(e)]
-    return f"{method} ({', '.join(parts)})" if parts else method
-
-
-def fig_scaling(scaling: pd.DataFrame):
-    """Runtime and peak memory (RAM; GPU when recorded) vs number of cells, log-log, one line
-    per method and device; device by point shape; fitted exponents in the legend labels;
-    failed sizes are red crosses at the bottom of the panel."""
-    if is_empty(scaling):
-        return None
-    sc = with_run_status(scaling)
-    sc["device"] = sc["device"].fillna("cpu").astype(str)
-    exps = scaling_exponents(sc).set_index("method")
-    sc["method_label"] = [exponent_label(m, exps.at[m, "exponent_s"], exps.at[m, "exponent_mem"])
-                          for m in sc["method"]]
-    quantities = {"runtime (s)": "s", "peak RAM (MB)": "max_rss_mb"}
-    if "peak_gpu_mb" in sc.columns and sc["peak_gpu_mb"].notna().any():
-        quantities["peak GPU memory (MB)"] = "peak_gpu_mb"
-    long = pd.concat([sc.assign(quantity=q, value=sc[c]) for q, c in quantities.items()], ignore_index=True)
-    long = long[(long["status"] == "failed") | (long["value"] > 0)].copy()
-    floor = long[long["status"] == "ok"].groupby("quantity")["value"].min()
-    failed = long["status"] == "failed"
-    long.loc[failed, "value"] = long.loc[failed, "quantity"].map(floor).fillna(1.0)
-    long = long[long["value"].notna()]
-    if long.empty:
-        return None
-    long["quantity"] = ordered_categorical(long["quantity"], list(quantities))
-    long["line"] = long["method"] + "/" + long["device"]
-    shapes = {d: DEVICE_SHAPES.get(d, "D") for d in long["device"].unique()}
-    p = (ggplot(long, aes("n_cells", "value", color="method_label"))
-         + geom_line(aes(group="line"), data=lambda d: d[d["status"] == "ok"])
-         + geom_point(aes(shape="device"), data=lambda d: d[d["status"] == "ok"], size=2.5)
-         + geom_point(data=lambda d: d[d["status"] == "failed"], shape="x", size=4, color=FAILED_COLOUR)
-         + geom_text(aes(label="status"), data=lambda d: d[d["status"] == "failed"], color=FAILED_COLOUR,
-                     size=7, va="bottom", nudge_y=0.08)
-         + facet_wrap("~quantity", scales="free_y", ncol=len(quantities))
-         + scale_x_log10()
-         + scale_y_log10()
-         + scale_shape_manual(values=shapes)
-         + labs(x="number of cells", y="", color="method (fitted log-log slope)", shape="device")
-         + theme_bw()
-         + theme(figure_size=figure_size(len(quantities), 1, 3.2, 3.2, extra_w=4.5),
-                 legend_position="bottom", legend_direction="vertical"))
-    return p
-
+# ----------------------------------------------------------------------------- 7. scaling: figures_scaling.py
 
 # ----------------------------------------------------------------------------- 8. missing labels
 
@@ -671,4 +614,7 @@ FIGURES: dict[str, tuple[Callable, str]] = {
     "scaling": (fig_scaling, "Runtime and peak memory vs number of cells (log-log), CPU and GPU"),
     "missing_labels": (fig_missing_labels, "Supervised methods with hidden labels: macro-F1, NMI, ARI, iLISI and "
                                            "a composite scaled over all supervised runs, vs share of labels missing"),
+    "convergence": (fig_convergence, "Training: reconstruction loss per epoch of every trained run, "
+                                     "not-converged runs in red"),
+    "loss_terms": (fig_loss_terms, "Training: every loss term per epoch of each method's representative run"),
 }

@@ -18,6 +18,14 @@ import pandas as pd
 
 from reports.render import FigureOutcome
 from reports.selection import selection_html
+from reports.trust import (
+    TRUST_CSS,
+    claims_section,
+    claims_summary,
+    convergence_banner,
+    dataset_strengths,
+    datasets_section,
+)
 
 MAX_TABLE_ROWS = 2000  # beyond this a table is cut (the TSV in the tables folder is complete)
 REPORT_PACKAGES = ["pandas", "numpy", "plotnine", "matplotlib", "scanpy", "umap-learn"]
@@ -29,6 +37,7 @@ TABLE_SECTIONS = [
     ("runs", "All runs (runs.tsv)", False),
     ("scores", "Scores per run (scores.tsv)", False),
     ("scaling", "Scaling study (scaling.tsv)", False),
+    ("claim_tests", "Comparisons behind the claims (claim_tests.tsv)", False),
     ("metrics", "Metrics, long format (metrics.tsv)", False),
 ]
 
@@ -194,6 +203,7 @@ def study_numbers(tables: dict[str, pd.DataFrame], study_wall_s: float | None) -
             lines.append(("total of run times (sum of wall_s)", format_seconds(float(runs["wall_s"].sum()))))
         for key, what in (("dataset", "datasets"), ("method", "methods")):
             lines.append((what, ", ".join(sorted(runs[key].dropna().unique()))))
+    lines += [(f"dataset {d}", text) for d, text in dataset_strengths(tables.get("batch_strength")).items()]
     return lines
 
 
@@ -219,14 +229,20 @@ def build_html(tables: dict[str, pd.DataFrame], outcomes: list[FigureOutcome], c
     config_text = json.dumps(config, indent=2, sort_keys=True, default=str)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>{CSS}</style></head>
+<style>{CSS}{TRUST_CSS}</style></head>
 <body>
 <h1>{html.escape(title)}</h1>
 <p>Generated {generated}.</p>
-<nav><a href="#study">Study</a><a href="#figures">Figures</a><a href="#failed">Failed runs</a>
+<nav><a href="#study">Study</a><a href="#datasets">Datasets</a><a href="#claims">Claims</a>
+<a href="#figures">Figures</a><a href="#failed">Failed runs</a>
 <a href="#tables">Tables</a><a href="#config">Config</a><a href="#versions">Versions</a></nav>
 <section id="study"><h2>Study</h2><table>{header}</table>
+{convergence_banner(tables.get("runs"))}{claims_summary(tables.get("claims"))}
 {f"<ul>{notes_html}</ul>" if notes_html else ""}</section>
+<section id="datasets"><h2>Datasets: batch-effect strength before integration</h2>
+{datasets_section(tables.get("batch_strength"))}</section>
+<section id="claims"><h2>The papers' claims, checked on this study</h2>
+{claims_section(tables.get("claims"))}</section>
 <section id="figures"><h2>Figures</h2>
 {figures}</section>
 <section id="failed"><h2>Failed runs</h2>

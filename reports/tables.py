@@ -21,6 +21,10 @@ TABLE_FILES: dict[str, str] = {
     "scaling": "scaling.tsv",
     "lisi_percell": "lisi_percell.tsv.gz",
     "umap": "umap.tsv.gz",
+    "loss_history": "loss_history.tsv.gz",
+    "claims": "claims.tsv",
+    "claim_tests": "claim_tests.tsv",
+    "batch_strength": "batch_strength.tsv",
 }
 
 # the columns each figure relies on; the rest of a table is passed through untouched
@@ -33,11 +37,16 @@ REQUIRED_COLUMNS: dict[str, list[str]] = {
     "scaling": ["dataset", "method", "n_cells", "device", "status", "s", "max_rss_mb"],
     "lisi_percell": ["dataset", "method", "metric", "value"],
     "umap": ["dataset", "method", "x", "y", "batch", "label"],
+    "loss_history": ["dataset", "method", "setting", "seed", "term", "epoch", "value", "reconstruction"],
+    "claims": ["claim_id", "paper", "figure", "claim", "dataset", "rule", "numbers", "verdict", "why"],
+    "claim_tests": ["claim_id", "dataset", "metric", "method_a", "method_b", "p_adj"],
+    "batch_strength": ["dataset", "separation", "n_shared_types", "note"],
 }
 
 # identifiers are always strings (a setting slug "1" must not become the number 1)
 STRING_COLUMNS = ["dataset", "method", "setting", "best_setting", "status", "error", "device",
-                  "metric", "metric_type", "representative_run", "run_path"]
+                  "metric", "metric_type", "representative_run", "run_path", "converged", "term",
+                  "setting_a", "setting_b"]
 # in the umap table batch and label are categories; elsewhere "batch" is the batch score
 UMAP_STRING_COLUMNS = ["batch", "label", "cell"]
 
@@ -105,3 +114,12 @@ def metric_types(metrics: pd.DataFrame | None) -> dict[str, str]:
         return {}
     pairs = metrics[["metric", "metric_type"]].dropna().drop_duplicates("metric")
     return dict(zip(pairs["metric"], pairs["metric_type"]))
+
+
+def dataset_titles(batch_strength: pd.DataFrame | None, datasets) -> dict[str, str]:
+    """dataset -> 'name (batch separation 1.28)' heading, from batch_strength.tsv when it has the dataset."""
+    names = sorted(pd.Series(datasets).dropna().astype(str).unique())
+    sep = {} if batch_strength is None or batch_strength.empty else \
+        dict(zip(batch_strength["dataset"].astype(str), batch_strength["separation"]))
+    return {d: d if d not in sep else f"{d} (batch separation {sep[d]:.2f})" if pd.notna(sep[d])
+            else f"{d} (batch separation n/a)" for d in names}

@@ -169,3 +169,35 @@ def test_silhouettes_subsampled_above_asw_max_cells(tmp_path):
     for m in opts["metrics"]:  # a stratified third of the cells gives nearly the same value
         assert sub["metrics"][m] != exact["metrics"][m]
         assert abs(sub["metrics"][m] - exact["metrics"][m]) < 0.05
+
+
+def test_jaccard_of_batch_unique_cell_types(tmp_path):
+    from metrics.paper_metrics import batch_unique_labels
+
+    full = make_data(tmp_path / "full.h5ad", n_per=60)
+    # T2 only in batch B1: a cell type unique to one batch (sysVI Fig. 4's unbalanced populations)
+    keep = ~((full.obs["label"] == "T2") & (full.obs["batch"] == "B0")).to_numpy()
+    data = full[keep].copy()
+    data.write_h5ad(tmp_path / "data.h5ad")
+    labels = data.obs["label"].astype(str).to_numpy()
+    assert batch_unique_labels(labels, data.obs["batch"].astype(str).to_numpy()) == ["T2"]
+    rng = np.random.default_rng(0)
+    centres = {"T0": 0.0, "T1": 20.0, "T2": 40.0}
+    apart = np.stack([np.r_[centres[t], 0.0] for t in labels]) + rng.normal(size=(labels.size, 2))
+    merged = apart.copy()
+    merged[labels == "T2", 0] -= 20  # T2 on top of T1: the batch-unique type is mixed away
+    runs = [write_run(tmp_path / f"runs/d/m/{name}/seed0/run.h5ad", data, emb=emb)
+            for name, emb in (("apart", apart), ("merged", merged))]
+    outs = [tmp_path / "apart.json", tmp_path / "merged.json"]
+    score_many(tmp_path / "data.h5ad", runs, outs, {"metrics": ["jaccard_batch_unique", "jaccard"],
+                                                     "n_neighbors": 50})
+    apart_res, merged_res = (json.loads(p.read_text())["metrics"] for p in outs)
+    assert apart_res["jaccard_batch_unique"] > 0.8
+    # the mean over all types (T0 intact) hides what the batch-unique score shows
+    assert merged_res["jaccard_batch_unique"] < 0.5 < merged_res["jaccard"]
+    # every cell type in both batches: not applicable, with the reason
+    run = write_run(tmp_path / "runs/f/m/x/seed0/run.h5ad", full, emb=np.asarray(full.obsm["X_pca"]))
+    score_many(tmp_path / "full.h5ad", [run], [tmp_path / "full.json"], {"metrics": ["jaccard_batch_unique"]})
+    res = json.loads((tmp_path / "full.json").read_text())
+    assert res["metrics"]["jaccard_batch_unique"] is None
+    assert res["na_reasons"]["jaccard_batch_unique"] == "no cell type is found in one batch only"

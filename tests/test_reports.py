@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,11 @@ EMBEDDING_ONLY = {"asw_label", "asw_batch"}
 FAILED_SEED = ("sim_a", "cvae", "kl_weight-5", 1)
 FAILED_METHOD = ("sim_b", "scdreamer_sup")
 FAILED_ERROR = "TrainingDivergedError: NaN in loss term kl at epoch 3"
+TRAINED = {"cvae": ["reconstruction", "kl"], "scdreamer_sup": ["recon", "kl_z", "classifier"]}
+EPOCHS = 30
+NOT_CONVERGED = ("sim_a", "cvae", "kl_weight-1", 0)  # the run whose reconstruction loss still falls
 OOM_ERROR = "out of memory: cannot allocate 2.1 GiB"
+STARTUP_S = 8.0  # imports and data loading of every scaling job
 
 
 def is_failed(dataset: str, method: str, setting: str, seed: int) -> bool:
@@ -59,7 +64,7 @@ def make_runs_scores(out: Path, rng: np.random.Generator) -> tuple[pd.DataFrame,
                     runs.append({"dataset": dataset, "method": method, "setting": setting, "seed": seed,
                                  "label_missing": share, "status": "failed" if failed else "ok",
                                  "error": error, "device": "cuda" if method == "cvae" else "cpu",
-                                 "epochs": 10 if method in ("cvae", "scdreamer_sup") else np.nan,
+                                 "epochs": EPOCHS if method in TRAINED else np.nan,
                                  "wall_s": round(rng.uniform(2, 50), 2), "integrate_s": 1.0,
                                  "peak_rss_mb": rng.uniform(300, 900), "peak_gpu_mb": np.nan,
                                  "run_path": str(path)})
@@ -128,10 +133,12 @@ def make_scaling(rng: np.random.Generator) -> pd.DataFrame:
             failed = method == "cvae" and n == 100000
             rows.append({"dataset": "sim_a", "method": method, "n_cells": n, "device": device,
                          "status": "failed" if failed else "ok", "error": OOM_ERROR if failed else "",
-                         "s": np.nan if failed else 0.01 * n ** exp * rng.uniform(0.9, 1.1),
+                         "integrate_s": np.nan if failed else 0.01 * n ** exp * rng.uniform(0.9, 1.1),
+                         "startup_s": np.nan if failed else STARTUP_S,
                          "max_rss_mb": np.nan if failed else 200 + 0.01 * n,
                          "peak_gpu_mb": (np.nan if failed else 50 + 0.002 * n) if device == "cuda" else np.nan})
     scaling = pd.DataFrame(rows)
+    scaling["s"] = scaling["integrate_s"] + scaling["startup_s"]
     scaling["exponent_s"] = np.nan
     scaling["exponent_mem"] = np.nan
     return scaling
@@ -156,6 +163,50 @@ def make_percell(best: pd.DataFrame, rng: np.random.Generator) -> tuple[pd.DataF
     return pd.DataFrame(lisi), pd.DataFrame(umap)
 
 
+def make_training(runs: pd.DataFrame) -> pd.DataFrame:
+    """loss_history rows of the trained runs that did not fail; adds runs.tsv's convergence columns."""
+    rows = []
+    for r in runs.itertuples(index=False):
+        if r.method not in TRAINED or r.status != "ok":
+            continue
+        still_falling = (r.dataset, r.method, r.setting, r.seed) == NOT_CONVERGED
+        for term in TRAINED[r.method]:
+            for epoch in range(1, EPOCHS + 1):
+                value = 100 / epoch if still_falling else 10 + 90 * np.exp(-epoch / 3)
+                rows.append({"dataset": r.dataset, "method": r.method, "setting": r.setting, "seed": r.seed,
+                             "label_missing": r.label_missing, "term": term, "epoch": epoch,
+                             "value": value if term in ("reconstruction", "recon") else value / 10,
+                             "reconstruction": term in ("reconstruction", "recon")})
+    trained = runs["method"].isin(list(TRAINED))
+    runs["converged"] = np.where(runs["status"] == "failed", "run failed", np.where(trained, "yes", "not trained"))
+    flag = [tuple(x) == NOT_CONVERGED for x in runs[["dataset", "method", "setting", "seed"]].itertuples(index=False)]
+    runs.loc[flag, "converged"] = "no"
+    runs["recon_rel_change"] = np.where(flag, -0.034, np.where(trained, 0.0, np.nan))
+    runs["convergence_note"] = np.where(flag, "reconstruction still fell 3.4% over the last 10%", "")
+    return pd.DataFrame(rows)
+
+
+def make_checks() -> dict[str, pd.DataFrame]:
+    """batch_strength, claims and claim_tests tables as the claims step writes them."""
+    strength = pd.DataFrame({"dataset": DATASETS, "source": "simulated: common-3", "n_cells": 1000, "n_batches": 2,
+                             "n_labels": 7, "n_pcs": 15, "min_cells": 50, "n_shared_types": [3, 0],
+                             "separation": [1.234, np.nan], "separation_min": [1.0, np.nan],
+                             "separation_max": [1.5, np.nan], "system_ratio": np.nan,
+                             "batch_unique_types": ["Group4, Group5", ""], "per_type": ["Group1: 1.23", ""],
+                             "note": ["", "no cell type has >= 50 cells in two or more batches"]})
+    claims = pd.DataFrame({"claim_id": ["sysvi_kl_weight", "sysvi_kl_weight", "davae_vs_baselines"],
+                           "paper": "sysVI", "figure": "Fig. 2a", "claim": "a higher KL weight trades bio for batch",
+                           "dataset": ["sim_a", "sim_b", "sim_a"], "rule": "iLISI higher and NMI fixed lower",
+                           "numbers": ["ilisi: cvae 0.2 vs cvae 0.1 (n 2/2, means only)", "", ""],
+                           "verdict": ["reproduced", "not reproduced", "not testable here"],
+                           "evidence": ["means only (fewer than 3 seeds)", "means only (fewer than 3 seeds)", ""],
+                           "why": ["", "nmi_fixed: not lower", "the study has no davae runs on this dataset"]})
+    tests = pd.DataFrame({"claim_id": ["sysvi_kl_weight"], "dataset": ["sim_a"], "metric": ["ilisi"],
+                          "method_a": ["cvae"], "method_b": ["cvae"], "setting_a": ["kl_weight-5"],
+                          "setting_b": ["kl_weight-1"], "p_adj": [np.nan]})
+    return {"batch_strength": strength, "claims": claims, "claim_tests": tests}
+
+
 def write_small_tables(out: Path) -> Path:
     """Write every table of a small study into ``out/tables`` and return that folder."""
     rng = np.random.default_rng(0)
@@ -170,6 +221,9 @@ def write_small_tables(out: Path) -> Path:
     metrics["na_reason"] = np.where(metrics["value"].isna(), "run failed", "")
     summary = summarize(best)
     lisi, umap = make_percell(best, rng)
+    make_training(runs).to_csv(tables / "loss_history.tsv.gz", sep="\t", index=False)
+    for name, df in make_checks().items():
+        df.to_csv(tables / f"{name}.tsv", sep="\t", index=False)
     runs.to_csv(tables / "runs.tsv", sep="\t", index=False)
     scores.to_csv(tables / "scores.tsv", sep="\t", index=False)
     metrics.to_csv(tables / "metrics.tsv", sep="\t", index=False)
@@ -380,7 +434,7 @@ def test_missing_label_composite_is_comparable_across_methods():
 
 
 def test_scaling_exponents_fitted_or_taken_from_table(tables):
-    from reports.figures import exponent_label, fit_exponent, scaling_exponents
+    from reports.figures_scaling import exponent_label, fit_exponent, scaling_exponents
 
     n = pd.Series([1e3, 1e4, 1e5])
     assert fit_exponent(n, 2 * n ** 1.5) == pytest.approx(1.5)
@@ -390,6 +444,130 @@ def test_scaling_exponents_fitted_or_taken_from_table(tables):
     given = tables["scaling"].assign(exponent_s=0.5, exponent_mem=0.25)
     assert scaling_exponents(given).set_index("method").at["cvae", "exponent_s"] == 0.5
     assert exponent_label("m", 1.234, None) == "m (time ~ n^1.23)"
+
+
+def test_scaling_exponent_is_fitted_on_integration_time_not_start_up(tables):
+    from reports.figures_scaling import fig_scaling, scaling_exponents
+
+    sc = tables["scaling"]
+    exps = scaling_exponents(sc).set_index("method")
+    # the job wall-clock includes a constant start-up (8 s) that flattens its slope
+    assert exps.at["unintegrated", "exponent_s"] == pytest.approx(1.0, abs=0.05)
+    assert exps.at["unintegrated", "span"] == 100
+    data = fig_scaling(sc).data
+    quantities = set(data["quantity"].astype(str))
+    assert {"integration time (s)", "start-up + I/O (s)", "peak RAM (MB)"} <= quantities
+    startup = data[(data["quantity"] == "start-up + I/O (s)") & (data["status"] == "ok")]
+    assert (startup["value"] == STARTUP_S).all()
+    label = data.loc[data["method"] == "unintegrated", "method_label"].iloc[0]
+    assert float(re.search(r"time ~ n\^([0-9.]+)", label).group(1)) == pytest.approx(1.0, abs=0.05)
+
+
+def test_scaling_marks_sizes_spanning_less_than_ten_fold():
+    from reports.figures_scaling import exponent_label
+
+    assert exponent_label("m", 0.9, 0.3, span=4.0) == "m (time ~ n^0.90, mem ~ n^0.30, sizes span only 4x)"
+    assert exponent_label("m", 0.9, 0.3, span=40.0) == "m (time ~ n^0.90, mem ~ n^0.30)"
+
+
+def test_umap_grid_wraps_at_six_panels_a_row(tables):
+    from reports.figures import fig_umap_label
+
+    plot = fig_umap_label(tables["umap"])
+    assert len(DATASETS) * len(METHODS) > 6
+    assert getattr(plot.facet, "_ncol", None) == 6  # a wrapped layout, 6 panels a row
+    width, height = plot.theme.getp("figure_size")
+    assert width <= REPORT_WIDTH_IN and height >= 4  # rows instead of one wide strip
+    assert plot.data["panel"].nunique() == len(DATASETS) * len(METHODS)
+    failed = plot.data[plot.data["status"] == "failed"]
+    assert set(failed["panel"]) == {"scdreamer_sup\nsim_b"}
+
+
+def test_convergence_figure_flags_the_still_falling_run(tables):
+    from reports.figures_training import fig_convergence
+
+    data = fig_convergence(tables["loss_history"], tables["runs"]).data
+    assert set(data["epoch"].dropna()) == set(range(1, EPOCHS + 1))
+    dataset, method, setting, seed = NOT_CONVERGED
+    flagged = data[(data["dataset"] == dataset) & (data["method"] == method) & (data["setting"] == setting)
+                   & (data["seed"] == seed)]
+    assert (flagged["converged"] == "no").all() and len(flagged) == EPOCHS
+    assert (data[data["converged"] == "no"]["seed"] == seed).all()
+    panel = str(flagged["panel"].iloc[0])
+    assert "1 of" in panel and "not converged" in panel and "failed run(s)" in panel  # FAILED_SEED is cvae on sim_a
+    assert set(data[data["status"] == "ok"]["term"]) == {"reconstruction", "recon"}
+    assert not (data["label_missing"].fillna(0) > 0).any()
+
+
+def test_convergence_figure_without_failed_runs(tables):
+    from reports.figures_training import fig_convergence
+
+    runs = tables["runs"][tables["runs"]["status"] == "ok"]
+    data = fig_convergence(tables["loss_history"], runs).data
+    assert (data["status"] == "ok").all() and (data["converged"] == "no").sum() == EPOCHS
+
+
+def test_loss_terms_show_each_representative_run_with_reconstruction_first(tables):
+    from reports.figures_training import fig_loss_terms
+
+    data = fig_loss_terms(tables["loss_history"], tables["best"]).data
+    ok = data[data["status"] == "ok"]
+    reps = tables["best"].dropna(subset=["best_setting"])
+    assert set(zip(ok["dataset"], ok["method"], ok["setting"], ok["seed"])) == {
+        (r.dataset, r.method, r.best_setting, int(r.representative_seed)) for r in reps.itertuples()
+        if r.method in TRAINED}
+    panels = list(data["panel"].cat.categories)
+    assert panels[0] == "cvae: reconstruction (recon.)"
+    assert any(p.startswith("scdreamer_sup: recon (recon.)") and "failed on sim_b" in p for p in panels)
+
+
+def test_summary_table_marks_methods_whose_best_setting_did_not_converge(tables):
+    from reports.figures import fig_summary_table
+
+    best = tables["best"]
+    chosen = best[(best["dataset"] == "sim_b") & (best["method"] == "cvae")]["best_setting"].iloc[0]
+    runs = tables["runs"].copy()
+    runs["converged"] = np.where(runs["method"] == "cvae", "yes", runs["converged"])
+    pick = (runs["dataset"] == "sim_b") & (runs["method"] == "cvae") & (runs["setting"] == chosen)
+    runs.loc[pick & (runs["seed"] == 0), "converged"] = "no"
+    labels = fig_summary_table(best, tables["metrics"], runs).scales.get_scales("y").labels
+    assert [label for label in labels if "not converged" in label] == ["cvae ⚠ not converged (sim_b)"]
+    runs.loc[pick, "converged"] = "yes"  # a flagged run outside the best setting is no mark
+    other = (runs["dataset"] == "sim_b") & (runs["method"] == "cvae") & (runs["setting"] != chosen)
+    runs.loc[other, "converged"] = "no"
+    labels = fig_summary_table(best, tables["metrics"], runs).scales.get_scales("y").labels
+    assert not any("not converged" in label for label in labels)
+
+
+def test_dataset_headings_carry_the_batch_strength(tables):
+    from reports.figures import fig_bio_batch, fig_summary_table
+
+    bio_batch = fig_bio_batch(tables["best"], tables["runs"], tables["batch_strength"]).data
+    assert set(bio_batch["dataset"]) == {"sim_a (batch separation 1.23)", "sim_b (batch separation n/a)"}
+    title = fig_summary_table(tables["best"], batch_strength=tables["batch_strength"]).labels.title
+    assert "sim_a (batch separation 1.23)" in title
+
+
+REPORT_WIDTH_IN = 12.0  # ~1400 px page at 150 dpi, shrunk at most ~1.3x: text stays readable
+
+
+def test_every_figure_fits_the_report_width_with_many_methods(tables):
+    from reports.figures import FIGURES
+    from reports.render import call_with_tables
+
+    # 16 methods: each method of the small study four times under other names (sysVI-family
+    # copies keep their names in the first copy only, as sysVI figures draw that family)
+    copies = {}
+    for name, df in tables.items():
+        if "method" in df.columns:
+            copies[name] = pd.concat([df] + [df.assign(method=df["method"] + f"_v{k}") for k in (2, 3, 4)],
+                                     ignore_index=True)
+        else:
+            copies[name] = df
+    for name, (fn, _) in FIGURES.items():
+        plot = call_with_tables(fn, copies)
+        width, _ = plot.theme.getp("figure_size")
+        assert width <= REPORT_WIDTH_IN, f"{name} is {width:.1f} in wide"
 
 
 def test_figure_error_is_reported_not_fatal(tables, tmp_path, monkeypatch):
@@ -443,6 +621,33 @@ def test_html_embeds_figures_tables_failed_runs_config(rendered):
     tables = page[page.index('<details id="tbl-best"'):page.index('<details id="tbl-runs"')]
     assert "best settings chosen by the composite score (bio and batch metrics) [selection]: sim_a, sim_b" in tables
     assert "failed seeds (rank_below)" in tables and "<th>criterion</th>" in tables
+
+
+def test_html_says_what_to_trust_at_the_top(rendered):
+    page = (rendered / "report.html").read_text()
+    study = page[page.index('<section id="study">'):page.index('<section id="datasets">')]
+    assert "1 of" in study and "trained runs are not converged" in study and "3.4%" in study
+    assert "not converged</b> when its reconstruction loss" in study  # the rule is stated
+    assert "1 reproduced, 1 not reproduced, 1 not testable here" in study
+    assert "2 of the 2 decided rows rest on means only" in study
+    assert "sim_a</th><td>batch separation 1.23 (3 shared cell types)" in study
+    datasets = page[page.index('<section id="datasets">'):page.index('<section id="claims">')]
+    assert "<h3>sim_b: batch separation n/a: no cell type has &gt;= 50 cells" in datasets
+    claims = page[page.index('<section id="claims">'):page.index('<section id="figures">')]
+    assert claims.count('class="verdict-ok"') == 1 and claims.count('class="verdict-bad"') == 1
+    assert "Benjamini-Hochberg" in claims and "the study has no davae runs" in claims
+
+
+def test_claims_summary_when_nothing_is_testable():
+    from reports.trust import claims_section, claims_summary
+
+    # as read back from claims.tsv of a study without the claims' methods: empty columns are NaN
+    claims = pd.DataFrame({"claim_id": ["a", "b"], "paper": "p", "figure": "f", "claim": "c", "dataset": "d",
+                           "rule": "r", "numbers": np.nan, "verdict": "not testable here", "evidence": np.nan,
+                           "why": "the study has no davae runs on this dataset"})
+    assert "0 reproduced, 0 not reproduced, 2 not testable here." in claims_summary(claims)
+    assert "means only" not in claims_summary(claims)
+    assert "nan" not in claims_section(claims)
 
 
 def test_render_with_only_some_tables_notes_missing_data(small_tables, tmp_path):

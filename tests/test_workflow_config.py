@@ -36,6 +36,7 @@ def mutate(fn):
     (lambda c: c["datasets"]["sim_base"]["simulate"].update(scenario="common-4"), "datasets.sim_base.simulate.scenario"),
     (lambda c: c.update(label_missing=[1.5]), "label_missing"),
     (lambda c: c["scaling"].update(dataset="nope"), "scaling.dataset"),
+    (lambda c: c["scaling"].update(method_sizes={"combat": [100]}), "scaling.method_sizes"),
     (lambda c: c["datasets"].update(real={"registry": "no_such_dataset"}), "no_such_dataset"),
     (lambda c: c["datasets"]["sim_base"].update(selection={"criterion": "labels"}),
      "datasets.sim_base.selection.criterion"),
@@ -143,3 +144,21 @@ def test_a_config_in_another_folder_runs_in_another_working_directory(tmp_path):
     download = next(line for line in res.stdout.splitlines() if "python -m datasets download" in line)
     assert f"--lock {REPO / 'config/datasets.lock'} " in download
     assert f"--registry {REPO / 'config/datasets.yaml'} " in download
+
+
+def test_scaling_only_dataset_is_subsampled_but_not_scored(tmp_path):
+    def scaling_only(cfg):
+        cfg["datasets"]["sim_large"] = {"simulate": {"scenario": "baseline", "seed": 3, "n_cells": 3000,
+                                                     "n_genes": 1500}, "methods": []}
+        cfg["scaling"].update(dataset="sim_large", sizes=[300, 3000], method_sizes={"unintegrated": [300, 3000, 30000]})
+
+    res = dry_run(tmp_path, mutate(scaling_only))
+    assert res.returncode == 0, res.stderr[-2000:]
+    plan = res.stdout
+    assert plan.count("rule integrate:") == 16  # only the two scored datasets' runs
+    # on the scaling-only dataset: harmony at 2 sizes, unintegrated at its own 3 (method_sizes)
+    assert plan.count("rule integrate_scaling:") == 5 and "scaling/sim_large/unintegrated/n30000" in plan
+    assert "scaling/sim_large/harmony/n30000" not in plan
+    assert "runs/sim_large" not in plan and "metrics_sim_large" not in plan
+    assert "batch_strength/sim_large" not in plan  # not scored: no row in the datasets section
+    assert plan.count("rule batch_strength:") == 2 and "rule claims:" in plan

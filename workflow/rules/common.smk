@@ -61,6 +61,11 @@ def _validate_config(cfg):
         for m in scaling.get("methods", []):
             if m not in cfg["methods"]:
                 _config_error(f"scaling.methods: '{m}' is not in the methods section")
+        for m in scaling.get("method_sizes", {}):
+            if m not in (scaling.get("methods") or cfg["methods"]):
+                _config_error(
+                    f"scaling.method_sizes: '{m}' is not a method of the scaling study"
+                )
     if any(ds.get("registry") for ds in cfg["datasets"].values()):
         reg = load_dataset_registry(cfg)
         for name, ds in cfg["datasets"].items():
@@ -348,10 +353,11 @@ def scaling_params(wildcards):
 
 
 def scaling_runs():
+    sizes = SCALING.get("method_sizes", {})
     return [
         f"{OUT}/scaling/{SCALING['dataset']}/{m}/n{n}/run.h5ad"
         for m in scaling_methods()
-        for n in SCALING.get("sizes", [])
+        for n in sizes.get(m, SCALING.get("sizes", []))
     ]
 
 
@@ -365,4 +371,13 @@ def report_inputs(wildcards):
     ]
     if config.get("scaling"):
         tables.append(f"{OUT}/tables/scaling.tsv")
+    tables += [
+        f"{OUT}/tables/{t}"
+        for t in (
+            "loss_history.tsv.gz",
+            "batch_strength.tsv",
+            "claims.tsv",
+            "claim_tests.tsv",
+        )
+    ]
     return tables

@@ -51,6 +51,7 @@ rule aggregate:
         best=f"{OUT}/tables/best.tsv",
         summary=f"{OUT}/tables/summary.tsv",
         lisi=f"{OUT}/tables/lisi_percell.tsv.gz",
+        loss_history=f"{OUT}/tables/loss_history.tsv.gz",
     log:
         f"{OUT}/logs/aggregate.log",
     benchmark:
