@@ -160,7 +160,10 @@ def integrate(adata, *, batch_key, label_key, params, seed, device) -> Integrati
     plan = {"max_kl_weight": float(params["max_kl_weight"]), **config["plan"]}
     if params["kl_warmup_epochs"] is not None:  # explicit warm-up replaces the config's
         plan.update(n_epochs_kl_warmup=int(params["kl_warmup_epochs"]), n_steps_kl_warmup=None)
-    trainer = {**_trainer_device(device), "enable_progress_bar": bool(params["progress_bar"])}
+    # validation every epoch: the held-out reconstruction is the convergence signal (the training
+    # term keeps falling on small data); it changes no update, only the random stream after it
+    trainer = {**_trainer_device(device), "enable_progress_bar": bool(params["progress_bar"]),
+               "check_val_every_n_epoch": 1}
     model.train(max_epochs=params["max_epochs"], batch_size=int(params["batch_size"]),
                 plan_kwargs=plan, **trainer)
     history = history_lists(model.history)

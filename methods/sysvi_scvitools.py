@@ -78,6 +78,7 @@ def integrate(adata, *, batch_key, label_key, params, seed, device) -> Integrati
     t0 = time.perf_counter()
     model.train(max_epochs=epochs, batch_size=int(p["batch_size"]),
                 accelerator="gpu" if use_gpu else "cpu", devices=1, enable_progress_bar=False,
+                check_val_every_n_epoch=1,  # held-out reconstruction: the convergence signal
                 precision=LIGHTNING_PRECISION[p["precision"]],
                 plan_kwargs={"lr": float(p["lr"]), "max_kl_weight": float(p["kl_weight"]),
                              "z_distance_cycle_weight": float(p["cycle_weight"])})
@@ -85,7 +86,7 @@ def integrate(adata, *, batch_key, label_key, params, seed, device) -> Integrati
     emb = model.get_latent_representation(data)
     history = {}
     for name, frame in model.history.items():
-        if name.endswith("_train") or name == "train_loss_epoch":
+        if name.endswith(("_train", "_validation")) or name == "train_loss_epoch":
             history[name] = [float(v) for v in np.asarray(frame).ravel()]
     trained = len(next(iter(history.values()), [])) or epochs
     return IntegrationResult(embedding=np.asarray(emb), loss_history=history, epochs=trained,
