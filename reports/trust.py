@@ -17,7 +17,10 @@ CONVERGENCE_RULE = (
     f"A trained run is <b>not converged</b> when its reconstruction loss, averaged over the last "
     f"{CONVERGENCE_WINDOW:.0%} of its epochs, is still more than {CONVERGENCE_THRESHOLD:.0%} below its "
     f"average over the {CONVERGENCE_WINDOW:.0%} of epochs before them (change relative to the absolute "
-    f"value of the earlier average, so negative losses are judged correctly). Runs with fewer than "
+    f"value of the earlier average, so negative losses are judged correctly). Models that hold cells out "
+    f"of training (sysVI family, scvi-tools models: 10 %) are judged on the held-out reconstruction, which "
+    f"stops improving when the model does; on small data the training term keeps falling as the training "
+    f"cells are memorised. The judged term is the column <code>convergence_term</code>. Runs with fewer than "
     f"{CONVERGENCE_MIN_EPOCHS} epochs, without a loss history or without a reconstruction term are "
     f"<i>not assessable</i>; methods without a training loop are <i>not trained</i>. Columns "
     f"<code>converged</code>, <code>recon_rel_change</code> and <code>convergence_note</code> of runs.tsv.")

@@ -81,9 +81,24 @@ def test_missing_history_terms_and_untrained_methods():
     (["elbo_train", "reconstruction_loss_train", "scanvi_reconstruction_loss_train"],
      "reconstruction_loss_train"),  # scvi-tools: the scVI (pre-)training, not scANVI's short fine-tuning
     (["stage1_reconstruction", "stage2_generator"], "stage1_reconstruction"),  # iMAP
+    (["loss", "reconstruction", "reconstruction_validation"], "reconstruction_validation"),  # sysVI, held out
+    (["reconstruction_loss_train", "reconstruction_loss_validation", "scanvi_reconstruction_loss_validation"],
+     "reconstruction_loss_validation"),  # scvi-tools with validation every epoch
 ])
 def test_reconstruction_term_of_each_model(terms, expected):
     assert convergence.reconstruction_term({t: [1.0] for t in terms}) == expected
+
+
+def test_held_out_term_decides_when_a_model_has_one():
+    """Memorising small data: the training term still falls, the held-out one has turned up."""
+    epochs = np.arange(1, 501)
+    train = -1000 * np.log(epochs) / np.log(500)  # still falling by > 1 % per tenth
+    held_out = -260 + 1e-4 * (epochs - 380) ** 2  # minimum at epoch 380, rising after
+    only_train = assess({"status": "ok", "epochs": 500, "loss_history": {"reconstruction": list(train)}})
+    assert only_train["converged"] == "no"
+    both = assess({"status": "ok", "epochs": 500,
+                   "loss_history": {"reconstruction": list(train), "reconstruction_validation": list(held_out)}})
+    assert both["converged"] == "yes" and both["convergence_term"] == "reconstruction_validation"
 
 
 def test_report_states_the_rule_the_tables_apply():
