@@ -35,7 +35,7 @@ METHODS: dict[str, MethodSpec] = {
         "lr_ae": 2e-4, "lr_dis": 7e-4, "lr_cls": 7e-4, "beta1": 0.9, "kl_weight": 0.001,
         "consistency": "zero_genes_10pct", "consistency_weight": 0.001, "likelihood_input": "scaled",
         "transform_source": "counts", "use_discriminator": True, "use_batch_classifier": True,
-        "ae_updates_all": True, "embedding": "sample", "shuffle": "permute", "bias_init": "zeros"},
+        "ae_updates_all": True, "embedding": "sample", "shuffle": "permute", "bias_init": "zeros", "holdout": 0.0},
         description="adversarial ZINB VAE + Bhattacharyya discriminator + batch classifier (torch)"),
     "scdreamer_sup": MethodSpec("methods.scdreamer_sup", "embedding", "counts", "torch", gpu=True,
                                 supervised=True, defaults={
@@ -44,7 +44,7 @@ METHODS: dict[str, MethodSpec] = {
         "consistency": "zero_genes_10pct", "consistency_weight": 0.001, "likelihood_input": "scaled",
         "transform_source": "counts", "use_discriminator": True, "use_batch_classifier": True,
         "ae_updates_all": True, "embedding": "sample", "shuffle": "permute", "bias_init": "glorot",
-        "y_dim": 6, "prior_hidden": 8, "celltype_weight": 10.0},
+        "y_dim": 6, "prior_hidden": 8, "celltype_weight": 10.0, "holdout": 0.0},
         description="scDREAMER + hierarchical prior on z and cell-type classifier (partial labels)"),
     # baselines (Baselines issue): scanorama, bbknn, combat, scvi, scanvi, seurat_cca, seurat_rpca
     "scanorama": MethodSpec("methods.scanorama", "embedding", "lognorm", "scanorama", defaults={
@@ -76,7 +76,7 @@ METHODS: dict[str, MethodSpec] = {
         "max_epochs": None, "warmup_epochs": 50, "cells_per_batch": 512, "minibatch_size": 1024,
         "balanced_minibatches": False, "low_resolution": 0.5, "high_resolution": 7.0,
         "cluster_method": "leiden", "high_res_scope": "global", "n_neighbors": 15, "latent": "sample",
-        "pca_dims": 50}, description="VAE + multi-domain GAN + dual-resolution triplet loss (torch)"),
+        "pca_dims": 50, "holdout": 0.0}, description="VAE + multi-domain GAN + dual-resolution triplet loss (torch)"),
     "imap": MethodSpec("methods.imap", "corrected", "lognorm", "imap", gpu=True, defaults={
         "stage1_epochs": 150, "stage2_epochs": 150, "epoch_samples": 10240, "lr": 5e-4, "lambda_co": 3.0,
         "lambda_rc": 1.0, "latent_dim": 256, "inc": False, "metric": "angular", "k1": None, "k2": None,

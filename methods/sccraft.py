@@ -36,6 +36,11 @@ Code-vs-paper differences (each an option, code default first):
   * lambda_D / lambda_T / low_resolution are exposed for the paper's grids (Fig. S20: lambda_D=0
     and lambda_T=0 are its ablations); the code hard-codes lambda_T = 1, cosine 20, margin 5, 15
     pairs per label: exposed as lambda_T, cos_weight, triplet_margin, n_pos.
+  * holdout: 0 (code: every cell trains) or a share of cells (seeded) kept out of training and
+    used only to record their reconstruction per epoch (``reconstruction_validation``: the
+    capped NB NLL at the posterior means, eval mode, no random draws), the convergence signal
+    on small data, where the training term keeps falling as the network memorises the cells.
+    Every cell is still embedded, and the clusters are computed on every cell.
 Implementation differences that do not change the model:
   * The 10 D steps use z.detach(): the released code backpropagates them into the encoder
     (retain_graph) and then zeroes those gradients before the generator step, so the updates
@@ -66,6 +71,8 @@ from methods.nn.training import (
     balanced_indices,
     check_finite,
     encode_in_batches,
+    eval_mode,
+    holdout_split,
     pick_device,
     progress,
     seed_all,
@@ -97,6 +104,7 @@ DEFAULTS: dict[str, Any] = {
     "n_neighbors": 15,
     "latent": "sample",
     "pca_dims": 50,
+    "holdout": 0.0,
 }
 
 NB_NLL_CAP = 1e5  # the released code clamps each cell x gene NB NLL at 1e5 before averaging
@@ -129,6 +137,9 @@ def check_params(params: dict[str, Any]) -> dict[str, Any]:
     number("pca_dims", int, 0)
     if p["max_epochs"] is not None:
         number("max_epochs", int, 1)
+    number("holdout", float, 0.0)
+    if out["holdout"] >= 0.5:
+        raise ParamError(f"sccraft: holdout must be a share of cells in [0, 0.5), got {p['holdout']!r}")
     choices = {"triplet_distance": ("euclidean", "squared"), "cluster_method": ("leiden", "louvain"),
                "high_res_scope": ("global", "within_low"), "latent": ("sample", "mean")}
     for name, allowed in choices.items():
@@ -224,11 +235,22 @@ def epoch_minibatches(batch_codes: torch.Tensor, n_batches: int, cells_per_batch
     return [b for b in batches if b.numel() >= 2]  # BatchNorm needs two cells
 
 
+def heldout_reconstruction(vae: SCCRAFTVAE, X: torch.Tensor, batch: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """The capped NB NLL of the held-out cells decoded from their posterior means (eval mode)."""
+    with torch.no_grad(), eval_mode(vae):
+        x, b = X[idx], batch[idx]
+        mu, theta = vae.decode(vae.q_mean(vae.encoder(x)), b)
+        return torch.clamp(nb_nll_elementwise(x, mu, theta), max=NB_NLL_CAP).mean()
+
+
 def train(vae: SCCRAFTVAE, disc: nn.Module, X: torch.Tensor, batch: torch.Tensor, low: torch.Tensor,
           high: torch.Tensor, p: dict[str, Any], epochs: int, generator: torch.Generator,
-          triplet_generator: torch.Generator) -> dict[str, list[float]]:
-    """Train in place; returns the loss history {term: [per-epoch mean]}."""
+          triplet_generator: torch.Generator, train_idx: torch.Tensor | None = None,
+          heldout_idx: torch.Tensor | None = None) -> dict[str, list[float]]:
+    """Train in place on ``train_idx`` (default every cell); returns the loss history {term:
+    [per-epoch mean]}, with the held-out reconstruction when ``heldout_idx`` is given."""
     device = X.device
+    train_batch = batch if train_idx is None else batch[train_idx]
     opt_g = torch.optim.Adam(vae.parameters(), lr=p["lr"])
     opt_d = torch.optim.Adam(disc.parameters(), lr=p["lr"])
     history = LossHistory()
@@ -237,8 +259,10 @@ def train(vae: SCCRAFTVAE, disc: nn.Module, X: torch.Tensor, batch: torch.Tensor
     disc.train()
     for epoch in progress(range(epochs), desc="scCRAFT", total=epochs):
         lambda_d = p["lambda_D"] if epoch >= p["warmup_epochs"] else 0.0
-        for idx in epoch_minibatches(batch, vae.n_batches, p["cells_per_batch"], p["minibatch_size"],
+        for idx in epoch_minibatches(train_batch, vae.n_batches, p["cells_per_batch"], p["minibatch_size"],
                                      p["balanced_minibatches"], generator, device):
+            if train_idx is not None:
+                idx = train_idx[idx]
             x, b = X[idx], batch[idx]
             q_m, q_v, z = vae.encode(x)
             mu, theta = vae.decode(z, b)
@@ -270,6 +294,8 @@ def train(vae: SCCRAFTVAE, disc: nn.Module, X: torch.Tensor, batch: torch.Tensor
                      "n_triplets": torch.as_tensor(float(a.numel()), device=device)}
             for term, value in terms.items():
                 history.add(term, value)
+        if heldout_idx is not None and heldout_idx.numel():
+            history.add("reconstruction_validation", heldout_reconstruction(vae, X, batch, heldout_idx))
         means = history.end_epoch()
         check_finite(means, epoch)
     return history.as_dict()
@@ -327,8 +353,9 @@ def integrate(adata, *, batch_key, label_key, params, seed, device) -> Integrati
     vae = SCCRAFTVAE(X.shape[1], n_batches, p["n_latent"]).to(dev)
     disc = make_discriminator(p["n_latent"], n_batches).to(dev)
     epochs = p["max_epochs"] or default_epochs(adata.n_obs, n_batches, p["cells_per_batch"])
+    train_idx, heldout_idx = holdout_split(adata.n_obs, p["holdout"], seed, dev)
     history = train(vae, disc, X, batch, torch.as_tensor(low, device=dev), torch.as_tensor(high, device=dev),
-                    p, epochs, generator, triplet_generator)
+                    p, epochs, generator, triplet_generator, train_idx, heldout_idx)
     emb = embedding(vae, X, p["latent"], p["pca_dims"], seed)
     extra = {"n_low_clusters": int(np.unique(low).size), "n_high_clusters": int(np.unique(high).size),
              "cluster_cache_hit": cache_hit, "batches": batch_names, "warmup_epochs": p["warmup_epochs"]}

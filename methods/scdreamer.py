@@ -37,6 +37,12 @@ Differences between the released code and the paper, each an option (default = c
   or "X" (``log2(X + 1)``, where X = log1p(CP10k) was normalized over all genes before HVG
   selection, which is what the released code computes when given all genes).
 - NaN losses: the code stops training; here the run fails with TrainingDivergedError.
+- ``holdout``: 0 (code: every cell trains) or a share of cells (seeded) kept out of training
+  and used only to record their reconstruction per epoch (``reconstruction_validation``: ZINB
+  NLL at the posterior means, eval mode, no random draws). On small data the training term
+  keeps falling as the network memorises the cells; the held-out term shows when the model
+  stops improving (the convergence rule in metrics/convergence.py judges it). Every cell is
+  still embedded.
 
 Not options (implementation choices with the same maths): x and its perturbed copy go through
 the encoder in one call, and the discriminator step scores real and fake cells in one call
@@ -67,6 +73,8 @@ from methods.nn.training import (
     LossHistory,
     check_finite,
     encode_in_batches,
+    eval_mode,
+    holdout_split,
     minibatch_indices,
     one_hot,
     pick_device,
@@ -333,6 +341,7 @@ class DreamerConfig:
     embedding: str
     shuffle: str
     bias_init: str
+    holdout: float = 0.0
     y_dim: int = 6
     prior_hidden: int = 8
     celltype_weight: float = 10.0
@@ -359,6 +368,9 @@ def parse_params(params: dict[str, Any], method: str, supervised: bool) -> Dream
             rng = f"> {above}" if above is not None else ">= 0"
             rng += f" and < {below}" if below is not None else ""
             raise ParamError(f"{method}: {key} must be a number {rng}, got {val!r}")
+    hold = p["holdout"]
+    if isinstance(hold, bool) or not isinstance(hold, (int, float, np.number)) or not 0 <= hold < 0.5:
+        raise ParamError(f"{method}: holdout must be a share of cells in [0, 0.5), got {hold!r}")
     for key in ("use_discriminator", "use_batch_classifier", "ae_updates_all"):
         if not isinstance(p[key], bool):
             raise ParamError(f"{method}: {key} must be true or false, got {p[key]!r}")
@@ -470,8 +482,13 @@ def epoch_minibatches(n: int, cfg: DreamerConfig, generator: torch.Generator,
 class DreamerTrainer:
     """Per minibatch: one autoencoder step, one discriminator step, one batch-classifier step."""
 
-    def __init__(self, net: DreamerNet, data: DreamerData, cfg: DreamerConfig, generator: torch.Generator):
+    def __init__(self, net: DreamerNet, data: DreamerData, cfg: DreamerConfig, generator: torch.Generator,
+                 train_idx: torch.Tensor | None = None, heldout_idx: torch.Tensor | None = None):
+        """train_idx / heldout_idx: cells trained on (default all) and held out (default none)."""
         self.net, self.data, self.cfg, self.gen = net, data, cfg, generator
+        dev = data.x.device
+        self.train_idx = torch.arange(data.x.shape[0], device=dev) if train_idx is None else train_idx
+        self.heldout_idx = torch.arange(0, device=dev) if heldout_idx is None else heldout_idx
         betas = (cfg.beta1, 0.999)  # TF Adam defaults for beta2 and epsilon
         adversaries = [m for m in (net.discriminator, net.batch_classifier) if m is not None]
         adv_ids = {id(p) for m in adversaries for p in m.parameters()}
@@ -562,6 +579,16 @@ class DreamerTrainer:
         terms["celltype_ce"] = ce
         return kl_z, kl_y, cfg.celltype_weight * ce
 
+    def heldout_reconstruction(self) -> torch.Tensor:
+        """Mean ZINB NLL of the held-out cells at the posterior means (eval mode, no draws)."""
+        net, d, idx = self.net, self.data, self.heldout_idx
+        b = d.batch_onehot[idx]
+        with torch.no_grad(), eval_mode(net):
+            z_mean, _, l_mean, _ = net.encode(d.x[idx], b)
+            hd = net.decoder(z_mean, b)
+            rate = torch.exp(l_mean) * torch.softmax(net.scale_head(hd), dim=-1)
+            return zinb_nll(d.target[idx], rate, torch.exp(net.log_theta), net.dropout_head(hd), eps=ZINB_EPS).mean()
+
     def discriminator_step(self, idx: torch.Tensor, history: LossHistory) -> None:
         """Minimise log BC over the discriminator (a fresh forward pass, as each sess.run does)."""
         d, net = self.data, self.net
@@ -587,13 +614,14 @@ class DreamerTrainer:
 
     def train(self, desc: str) -> tuple[LossHistory, list[float], list[float]]:
         """Run all epochs; returns the loss history and wall and CPU seconds per epoch."""
-        net, cfg, n = self.net, self.cfg, self.data.x.shape[0]
+        net, cfg, n = self.net, self.cfg, self.train_idx.numel()
         history = LossHistory()
         epoch_seconds, epoch_cpu_seconds = [], []
         net.train()
         for epoch in progress(range(cfg.epochs), desc=desc, total=cfg.epochs):
             t0, c0 = time.perf_counter(), time.process_time()
-            for idx in epoch_minibatches(n, cfg, self.gen, self.data.x.device):
+            for mb in epoch_minibatches(n, cfg, self.gen, self.data.x.device):
+                idx = self.train_idx[mb]
                 loss = self.autoencoder_loss(idx, history)
                 self.opt_ae.zero_grad(set_to_none=True)
                 loss.backward()
@@ -602,6 +630,8 @@ class DreamerTrainer:
                     self.discriminator_step(idx, history)
                 if self.opt_cls is not None:
                     self.classifier_step(idx, history)
+            if self.heldout_idx.numel():
+                history.add("reconstruction_validation", self.heldout_reconstruction())
             means = history.end_epoch()  # the one host sync per epoch
             check_finite(means, epoch)
             epoch_seconds.append(time.perf_counter() - t0)
@@ -618,7 +648,9 @@ def fit_dreamer(adata, *, batch_key: str, label_key: str | None, params: dict[st
     dev = pick_device(device)
     generator = seed_all(seed)
     data, batches, labels = prepare_data(adata, cfg, batch_key, label_key, dev, method)
-    n = data.x.shape[0]
+    n_cells = data.x.shape[0]
+    train_idx, heldout_idx = holdout_split(n_cells, cfg.holdout, seed, dev)
+    n = n_cells if train_idx is None else train_idx.numel()
     if n < cfg.batch_size:
         raise ParamError(f"{method}: batch_size {cfg.batch_size} exceeds the number of cells ({n}); "
                          "the code drops partial minibatches, so nothing would be trained")
@@ -632,7 +664,7 @@ def fit_dreamer(adata, *, batch_key: str, label_key: str | None, params: dict[st
     net.to(dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    trainer = DreamerTrainer(net, data, cfg, generator)
+    trainer = DreamerTrainer(net, data, cfg, generator, train_idx, heldout_idx)
     history, epoch_seconds, epoch_cpu_seconds = trainer.train(desc=method)
     embed_fn = net.sample_z if cfg.embedding == "sample" else net.mean_z
     emb = encode_in_batches(embed_fn, data.x, data.batch_onehot, batch_size=ENCODE_CHUNK, module=net)
@@ -645,7 +677,7 @@ def fit_dreamer(adata, *, batch_key: str, label_key: str | None, params: dict[st
     extra: dict[str, Any] = {
         "seconds_per_epoch": float(np.mean(epoch_seconds)) if epoch_seconds else None,
         "cpu_seconds_per_epoch": float(np.mean(epoch_cpu_seconds)) if epoch_cpu_seconds else None,
-        "minibatches_per_epoch": n // cfg.batch_size, "input_max": data.input_max,
+        "minibatches_per_epoch": n // cfg.batch_size, "n_train": n, "input_max": data.input_max,
         "library_prior": [data.library_mean, data.library_var], "batches": batches,
     }
     if supervised:

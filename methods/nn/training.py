@@ -93,6 +93,17 @@ def minibatch_indices(n: int, batch_size: int, generator: torch.Generator, devic
     return batches
 
 
+def holdout_split(n: int, share: float, seed: int, device: torch.device | str
+                  ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(training, held-out) sorted cell indices with ``round(share * n)`` cells held out, drawn
+    on the CPU from ``seed`` (the same split on every device); (None, None) when ``share`` is 0."""
+    if share <= 0:
+        return None, None
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_out = int(round(share * n))
+    return order[n_out:].sort().values.to(device), order[:n_out].sort().values.to(device)
+
+
 def balanced_indices(group_codes: Any, per_group: int, generator: torch.Generator,
                      device: torch.device | str) -> torch.Tensor:
     """``per_group`` cells from every group, shuffled together (scCRAFT's per-epoch sampling).
