@@ -258,6 +258,9 @@ def test_scvi_trains_mixes_and_is_deterministic(data, unintegrated_ilisi):
     res = run_method("scvi", data, max_epochs=60, batch_size=32, kl_warmup_epochs=0, seed=1)
     assert res.embedding.shape == (data.n_obs, 10)  # scvi-tools default n_latent
     assert res.epochs == 60 and len(res.loss_history["elbo_train"]) == 60
+    # held-out cells scored every epoch: the convergence signal (metrics/convergence.py)
+    held_out = res.loss_history["reconstruction_loss_validation"]
+    assert len(held_out) == 60 and min(held_out[-10:]) < held_out[0]
     elbo = res.loss_history["elbo_train"]
     assert np.mean(elbo[-3:]) < elbo[0]
     assert ilisi(knn_of(res.embedding), data.obs["batch"]) > unintegrated_ilisi + 0.2

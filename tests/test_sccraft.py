@@ -271,6 +271,19 @@ def test_training_loss_goes_down_and_seed_determinism(monkeypatch):
     assert not np.allclose(first.embedding, other.embedding)
 
 
+def test_holdout_cells_are_embedded_and_their_reconstruction_recorded(monkeypatch):
+    monkeypatch.delenv("BENCH_CACHE_DIR", raising=False)
+    data = toy_adata()
+    res = integrate(data, batch_key="batch", label_key="label", params={**FAST, "max_epochs": 30, "holdout": 0.25},
+                    seed=0, device="cpu")
+    held = np.asarray(res.loss_history["reconstruction_validation"])
+    assert held.size == 30 and np.isfinite(held).all()
+    assert res.embedding.shape[0] == data.n_obs and np.isfinite(res.embedding).all()
+    assert held[-1] < held[0]  # the held-out cells are reconstructed better as the model learns
+    with pytest.raises(ParamError, match="holdout"):
+        integrate(data, batch_key="batch", label_key="label", params={**FAST, "holdout": 0.5}, seed=0, device="cpu")
+
+
 def test_adversary_gated_by_warmup_and_mixes_batches(monkeypatch):
     from harmonypy import compute_lisi
 

@@ -170,6 +170,21 @@ def test_losses_go_down_and_stay_finite_for_50_epochs(tiny):
         assert np.mean(hist[term][-5:]) < 0.8 * hist[term][0], term
 
 
+def test_holdout_cells_are_embedded_and_their_reconstruction_recorded(tiny):
+    """holdout: the held-out cells' reconstruction is recorded per epoch and falls as the model
+    learns; training uses the other cells only; every cell is still embedded."""
+    res = run(tiny, epochs=60, holdout=0.25, **FAST)
+    hist = res.loss_history
+    assert res.embedding.shape[0] == tiny.n_obs and np.isfinite(res.embedding).all()
+    assert res.extra["n_train"] == tiny.n_obs - round(0.25 * tiny.n_obs)
+    held = np.asarray(hist["reconstruction_validation"])
+    assert held.size == 60 and np.isfinite(held).all()
+    assert np.mean(held[-5:]) < 0.95 * held[0]
+    assert "reconstruction_validation" not in run(tiny, epochs=2, **FAST).loss_history
+    with pytest.raises(ParamError, match="holdout"):
+        run(tiny, epochs=2, holdout=0.6, **FAST)
+
+
 def test_same_seed_same_embedding_on_cpu(tiny):
     a = run(tiny, epochs=2, seed=3, **FAST)
     b = run(tiny, epochs=2, seed=3, **FAST)

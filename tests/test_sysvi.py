@@ -76,6 +76,8 @@ def test_each_model_trains_and_loss_goes_down(small, name):
     assert hist["reconstruction"][-1] < hist["reconstruction"][0]
     assert ("cycle" in hist) == (name in ("cyc", "sysvi"))
     assert ("classifier" in hist) == (name == "adv")
+    held_out = hist["reconstruction_validation"]  # the 10 % held-out cells, every epoch
+    assert len(held_out) == 12 and held_out[-1] < held_out[0]
     if "cycle" in hist:
         assert hist["cycle"][-1] < hist["cycle"][0]
 
@@ -200,6 +202,7 @@ def test_scvi_tools_sysvi_runs_and_records_epochs(small):
                                     device="cpu")
     assert res.embedding.shape == (small.n_obs, 15) and res.epochs == 3
     assert res.loss_history["reconstruction_loss_train"][-1] < res.loss_history["reconstruction_loss_train"][0]
+    assert len(res.loss_history["reconstruction_loss_validation"]) == 3  # held-out cells, every epoch
     with pytest.raises(ParamError, match="cycle_weight"):
         sysvi_scvitools.integrate(small, batch_key="batch", label_key="label", seed=0, device="cpu",
                                   params={**params, "cycle_weight": -1.0})
