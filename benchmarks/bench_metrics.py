@@ -1,14 +1,26 @@
 """Wall time and peak memory of the full metric set per number of cells, and per metric.
 
-For each size a synthetic dataset is written (cell types incl. a rare one present in one
+For each size a synthetic dataset is written (12 cell types incl. a rare one present in one
 batch, 4 batches partly mixed, 30-dim embedding, 200 sparse genes following a within-type
 gradient for Moran's I) with one run file, and scored by ``metrics.score.score_many`` in a
 fresh process (so each size pays the JIT warm-up, as a Snakemake job does; set
-BENCH_CACHE_DIR to let JAX reuse compiled code). Reports total seconds, peak RSS and the
-per-step timing of metrics.json; ``--compare-knn`` also times exact vs pynndescent kNN (k=90).
+BENCH_CACHE_DIR to let JAX reuse compiled code). Every metric of the catalog is computed,
+Moran's I and kBET over neighbourhood sizes included. Reports the wall time, the peak memory
+(the scoring process's own high-water mark, and the sampled peak of its whole process tree,
+which includes joblib workers when ``n_jobs`` > 1) and the seconds of every step of
+metrics.json (shared steps such as the kNN search and the Leiden clusterings are their own
+rows; a metric's row excludes them). ``--compare-knn`` also times exact vs pynndescent kNN.
 
-    python benchmarks/bench_metrics.py --n-cells 10000 100000 500000 --json bench.json
-    python benchmarks/bench_metrics.py --n-cells 10000 --options '{"asw_max_cells": 50000}'
+The sizes of issue #14 / #16 (run each on an otherwise idle machine; one size per line keeps
+the results apart when one fails):
+
+    python benchmarks/bench_metrics.py --n-cells 100000 --json bench_100k.json
+    python benchmarks/bench_metrics.py --n-cells 500000 --json bench_500k.json
+    python benchmarks/bench_metrics.py --n-cells 1000000 --options '{"n_jobs": 2}' --json bench_1m.json
+
+``--options`` takes the metrics options JSON of ``metrics/score.py`` (``n_jobs``: threads of the
+kNN search and processes of the Leiden resolutions; the size caps ``asw_max_cells``,
+``kbet_max_cells``, ``moransi_exact_max_cells``).
 """
 
 from __future__ import annotations
@@ -96,14 +108,68 @@ def child(data_path: str, run_path: str, out_path: str, options: str, compare_kn
     print("BENCH_RESULT " + json.dumps(report))
 
 
+def _tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (MiB), from /proc."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/status") as fh:
+                total += next((int(ln.split()[1]) for ln in fh if ln.startswith("VmRSS:")), 0)
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo.extend(int(c) for c in fh.read().split())
+        except (OSError, ValueError):
+            continue
+    return total / 1024
+
+
+def run_child(cmd: list[str], env: dict, timeout: int) -> tuple[dict, float]:
+    """Run the scoring child, sampling its process tree's memory; (its BENCH_RESULT, tree peak MiB)."""
+    peak = 0.0
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env)
+        t0 = time.monotonic()
+        while proc.poll() is None:
+            peak = max(peak, _tree_rss_mb(proc.pid))
+            if time.monotonic() - t0 > timeout:
+                proc.kill()
+                proc.wait()
+                return {"error": f"timed out after {timeout} s"}, peak
+            time.sleep(0.5)
+        out.seek(0)
+        err.seek(0)
+        line = [ln for ln in out.read().splitlines() if ln.startswith("BENCH_RESULT ")]
+        rec = json.loads(line[-1][len("BENCH_RESULT "):]) if line else {"error": err.read()[-2000:]}
+    return rec, peak
+
+
+def print_report(rec: dict) -> None:
+    """One summary line and the per-step seconds, slowest first."""
+    timing = rec.get("timing", {})
+    print(f"n={rec['n_cells']}: wall {rec.get('wall_s')} s, peak RSS {rec.get('peak_rss_mb', 0):.0f} MB "
+          f"(process tree {rec.get('peak_tree_rss_mb', 0):.0f} MB), status {rec.get('status')}", flush=True)
+    total = timing.get("total") or 1.0
+    for k, v in sorted(((k, v) for k, v in timing.items() if k != "total"), key=lambda kv: -kv[1]):
+        print(f"   {k:28s} {v:9.1f} s  {100 * v / total:5.1f} %", flush=True)
+    if "knn" in rec:
+        print(f"   knn k=90: {rec['knn']}", flush=True)
+    if rec.get("error"):
+        print(f"   error: {rec['error'][:500]}", flush=True)
+    nulls = rec.get("na_reasons") or {}
+    if nulls:
+        print(f"   NA: {nulls}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n-cells", type=int, nargs="+", default=[10_000])
+    parser.add_argument("--n-cells", type=int, nargs="+", default=[100_000])
     parser.add_argument("--options", default="{}", help="metrics options JSON (see metrics/score.py)")
-    parser.add_argument("--workdir", default=None, help="where the synthetic files go (default: a temp dir)")
+    parser.add_argument("--workdir", default=None, help="where the synthetic files go (default: a temp dir); "
+                        "files of a size already there are reused")
     parser.add_argument("--json", default=None, help="write all results here")
     parser.add_argument("--compare-knn", action="store_true")
-    parser.add_argument("--timeout", type=int, default=3600)
+    parser.add_argument("--timeout", type=int, default=7200)
     parser.add_argument("--child", nargs=3, metavar=("DATA", "RUN", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -113,28 +179,17 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     results = []
     for n in args.n_cells:
-        data_path, run_path = write_synthetic(workdir, n)
+        data_path, run_path = workdir / f"data{n}.h5ad", workdir / f"run{n}.h5ad"
+        if not (data_path.exists() and run_path.exists()):
+            data_path, run_path = write_synthetic(workdir, n)
         cmd = [sys.executable, __file__, "--child", str(data_path), str(run_path),
                str(workdir / f"metrics{n}.json"), "--options", args.options]
         if args.compare_knn:
             cmd.append("--compare-knn")
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
-            line = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_RESULT ")]
-            rec = json.loads(line[-1][len("BENCH_RESULT "):]) if line else {"error": proc.stderr[-2000:]}
-        except subprocess.TimeoutExpired:
-            rec = {"error": f"timed out after {args.timeout} s"}
-        rec["n_cells"] = n
+        rec, tree_peak = run_child(cmd, {**os.environ, "PYTHONPATH": str(REPO)}, args.timeout)
+        rec.update(n_cells=n, options=json.loads(args.options), peak_tree_rss_mb=round(tree_peak))
         results.append(rec)
-        timing = rec.get("timing", {})
-        top = sorted(((v, k) for k, v in timing.items() if k != "total"), reverse=True)[:8]
-        print(f"n={n}: wall {rec.get('wall_s')} s, peak RSS {rec.get('peak_rss_mb', 0):.0f} MB, "
-              f"status {rec.get('status')}; slowest: " + ", ".join(f"{k} {v:.1f}s" for v, k in top), flush=True)
-        if "knn" in rec:
-            print(f"   knn k=90: {rec['knn']}", flush=True)
-        if rec.get("error"):
-            print(f"   error: {rec['error'][:500]}", flush=True)
+        print_report(rec)
     if args.json:
         tmp = Path(args.json).with_suffix(".tmp")
         tmp.write_text(json.dumps(results, indent=1))

@@ -20,7 +20,7 @@ SCDREAMER = "Shree et al. 2023 (scDREAMER)"
 
 # name -> (type, higher_is_better, needs, paper)
 _INFO: dict[str, tuple[str, bool, str, str]] = {
-    # scIB set (scib-metrics implementations)
+    # scIB set (scib-metrics implementations, scib where the two differ: see _REFERENCE)
     "nmi": ("bio", True, "graph", SCIB + "; Leiden, resolution optimized over 0.2..2.0"),
     "ari": ("bio", True, "graph", SCIB + "; Leiden, resolution optimized over 0.2..2.0"),
     "asw_label": ("bio", True, "embedding", SCIB),
@@ -55,6 +55,69 @@ _INFO: dict[str, tuple[str, bool, str, str]] = {
     "batch_cluster_ari": ("other", True, "embedding", SCCRAFT + "; per-batch clusters kept after integration"),
 }
 
+# name -> (reference implementation, our deliberate differences from it). Shared by every
+# kNN metric: the kNN search is exact (scikit-learn brute force) up to ``exact_max_cells``
+# cells and pynndescent above (scib-metrics: always pynndescent). The README's "Metrics"
+# table repeats these strings (tests/test_metrics.py checks that it does).
+_LIBRARY_ASW = "above asw_max_cells (50000) cells, a stratified label x batch subsample"
+_GRAPH_LISI = ("graph-only outputs: scib's graph LISI (90 nearest cells by shortest path on the method's graph; "
+               "scib-metrics has no graph input)")
+_ISOLATED = ("isolated labels as scib >= 1.1.6: none when every label is in every batch, the metric then NA "
+             "(option isolated_label_reference: scib_metrics counts every label)")
+_REFERENCE: dict[str, tuple[str, str]] = {
+    "nmi": ("scib_metrics.nmi_ari_cluster_labels_leiden (optimized resolution) on the 15-NN graph",
+            "none (the same Leiden clusterings, built once and shared)"),
+    "ari": ("scib_metrics.nmi_ari_cluster_labels_leiden (optimized resolution) on the 15-NN graph",
+            "none (the same Leiden clusterings, built once and shared)"),
+    "asw_label": ("scib_metrics.silhouette_label", _LIBRARY_ASW),
+    "clisi": ("scib_metrics.clisi_knn on the 90-NN graph", _GRAPH_LISI),
+    "isolated_label_asw": ("scib_metrics.isolated_labels", _ISOLATED + "; " + _LIBRARY_ASW),
+    "isolated_label_f1": ("scib.me.isolated_labels_f1 (scib 1.x; not in scib-metrics)",
+                          "clusters: the shared igraph Leiden clusterings at 0.2..2.0 (scib: scanpy's Leiden at the "
+                          "same resolutions); " + _ISOLATED),
+    "asw_batch": ("scib_metrics.silhouette_batch", "labels and batches passed as str arrays; " + _LIBRARY_ASW),
+    "bras": ("scib_metrics.bras", _LIBRARY_ASW),
+    "ilisi": ("scib_metrics.ilisi_knn on the 90-NN graph", _GRAPH_LISI),
+    "kbet": ("scib_metrics.kbet_per_label on the 50-NN graph",
+             "exact kNN on each label's diffusion map (scib-metrics: pynndescent); min(100, n-1) diffusion "
+             "components per label (scib-metrics keeps a smaller label's count for all later labels); at most "
+             "kbet_max_query_cells (10000) tested neighbourhoods per label; above kbet_max_cells (100000) cells, "
+             "a stratified subsample with its own 50-NN graph; graph-only outputs: scib's diffusion to >= 50 "
+             "neighbours first (scib.metrics.utils.diffusion_conn)"),
+    "graph_connectivity": ("scib.me.graph_connectivity (scib 1.x) on the symmetric 15-NN connectivities",
+                           "none; option graph_connectivity_reference: scib_metrics scores the directed 15-NN "
+                           "graph as scib-metrics' Benchmarker does (lower values)"),
+    "pcr_comparison": ("scib_metrics.pcr_comparison (categorical batch)", "none"),
+    "nmi_fixed": ("sysVI Methods (written here; no library)",
+                  "Leiden: the shared igraph clustering at r = 2 (sysVI: scanpy's Leiden)"),
+    "jaccard": ("sysVI Methods (written here; no library)",
+                "Leiden: the shared igraph clustering at r = 2 (sysVI: scanpy's Leiden)"),
+    "moransi": ("sysVI Methods; Moran's I by scanpy.metrics.morans_i",
+                "gene cutoff an option (sysVI tuned it per dataset); groups above moransi_exact_max_cells (20000) "
+                "cells use a pynndescent kNN"),
+    "positive_rate": ("iMAP (Wang et al. 2021) positive cells (written here)",
+                      "all 50 neighbours of the cell's type (scCRAFT's released code: > 50% of 20 cosine "
+                      "neighbours)"),
+    "true_positive_rate": ("iMAP (Wang et al. 2021) true-positive cells (written here)",
+                           "kBET chi-square on the positive cell's 50 neighbours (scCRAFT's released code: a z-test "
+                           "per batch on up to 100 same-type neighbours)"),
+    "f1_lisi": ("scCRAFT supplement (written here)",
+                "from the scIB-scaled graph iLISI and cLISI (scCRAFT's code: per-label mean bLISI, mean cLISI)"),
+    "one_minus_ari_batch": ("DAVAE preprint, after Tran et al. 2020 (written here)",
+                            "Leiden clusters at the resolution with the best label NMI"),
+    "kbet_acceptance": ("DAVAE preprint; kBET (Buettner et al. 2019) (written here)",
+                        "chi-square kBET of up to kbet_max_test_cells (500) cells per type with exact "
+                        "neighbours (DAVAE: R kBET, 100 replicates)"),
+    "macro_f1": ("scDREAMER (Shree et al. 2023) (written here; sklearn f1_score)", "none"),
+    "jaccard_batch_unique": ("sysVI Fig. 4 (written here; no library)",
+                             "the per-cell-type Jaccard of `jaccard`, averaged over the cell types found in one "
+                             "batch only; NA when there is none"),
+    "batch_cluster_nmi": ("scCRAFT Methods (written here; no code released)", "see metrics/unsupervised.py"),
+    "batch_cluster_ari": ("scCRAFT Methods (written here; no code released)", "see metrics/unsupervised.py"),
+}
+for _k in ("k05", "k10", "k15", "k20", "k25"):
+    _REFERENCE[f"kbet_acceptance_{_k}"] = _REFERENCE["kbet_acceptance"]
+
 METRIC_SETS: dict[str, dict[str, list[str]]] = {
     "scib": {
         "bio": ["nmi", "ari", "asw_label", "clisi", "isolated_label_asw", "isolated_label_f1"],
@@ -80,9 +143,10 @@ ALL_METRICS: list[str] = list(_INFO)
 
 
 def metric_info() -> dict[str, dict[str, object]]:
-    """Every metric name -> {"type", "higher_is_better", "needs", "paper"}."""
+    """Every metric name -> {"type", "higher_is_better", "needs", "paper", "reference", "differences"}."""
     return {
-        name: {"type": t, "higher_is_better": hib, "needs": needs, "paper": paper}
+        name: {"type": t, "higher_is_better": hib, "needs": needs, "paper": paper,
+               "reference": _REFERENCE[name][0], "differences": _REFERENCE[name][1]}
         for name, (t, hib, needs, paper) in _INFO.items()
     }
 

@@ -10,6 +10,13 @@ every fresh process; this version is numpy + scipy with an exact kNN on the diff
 (identical neighbours up to ties) and costs milliseconds. Agreement with scib-metrics is
 tested in tests/test_kbet.py.
 
+Batch codes are renumbered among the cells kept after small components are removed (as
+scib-metrics' ``kbet`` does on each subset), so a batch that only lived in removed components
+leaves no empty code behind. Diffusion components: min(``diffusion_n_comps``, n - 1) per cell
+type (scib-metrics 0.5.10 reassigns its argument in the loop, so a small cell type lowers
+the count for every later one; tests/test_scib_parity.py shows the difference). A graph-only
+output reaches this function after scib's diffusion densification (``metrics/graph_output.py``).
+
 Difference (option ``max_query_cells``, default 10000): a cell type with more cells than that
 tests a seeded random subsample of that many neighbourhoods (the neighbours themselves still
 come from all of its cells), as R kBET's ``testSize`` does. The exact all-cells test is a
@@ -45,11 +52,11 @@ def kbet_acceptance(indices: np.ndarray, batch_codes: np.ndarray, alpha: float =
 def _diffusion_knn(conn: sp.csr_matrix, k: int, n_comps: int, query: np.ndarray | None = None) -> np.ndarray:
     """k nearest neighbours (self included, as scib-metrics' k+1 query) in a diffusion map, of
     every cell or of the cells ``query``."""
-    from scib_metrics.utils._diffusion_nn import _compute_eigen, _compute_transitions
+    from scib_metrics.utils._diffusion_nn import _EPS, _compute_eigen, _compute_transitions
     from sklearn.neighbors import NearestNeighbors
 
     evals, evecs = _compute_eigen(_compute_transitions(conn), n_comps=n_comps)
-    evals = evals + 1e-10
+    evals = evals + _EPS
     scale = np.array([e if e == 1 else e / (1 - e) for e in evals])
     emb = np.ascontiguousarray(evecs * scale, dtype=np.float64)
     k1 = min(k + 1, emb.shape[0])
@@ -94,5 +101,7 @@ def kbet_per_label(conn, batch, labels, alpha: float = 0.05, diffusion_n_comps: 
         except ValueError:
             scores.append(0.0)
             continue
-        scores.append(kbet_acceptance(idx, b[keep], alpha))
+        # batch codes renumbered among the kept cells (as scib-metrics' kbet does): a batch
+        # whose cells were all in removed components must not leave an empty code behind
+        scores.append(kbet_acceptance(idx, np.unique(b[keep], return_inverse=True)[1], alpha))
     return float(np.nanmean(scores)) if np.isfinite(scores).any() else float("nan")

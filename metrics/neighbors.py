@@ -8,10 +8,9 @@ scib-metrics uses) for large data: pynndescent pays ~14 s of numba JIT per proce
 only pays off above ``exact_max_cells`` (measured in ``benchmarks/bench_metrics.py``).
 
 Graph-only outputs (BBKNN) have no embedding: ``GraphNeighbors`` keeps the method's own
-connectivities/distances for the graph metrics (Leiden, graph connectivity, kBET) and gets a
-fixed number of neighbours per cell for LISI by scib-metrics' diffusion-map neighbours
-(``scib_metrics.utils.diffusion_nn``), the approach scib-metrics uses for kBET on graphs
-(scIB used Dijkstra shortest paths on the graph instead).
+connectivities/distances for the graph metrics (Leiden, graph connectivity, kBET, the latter
+after scib's diffusion densification) and lists each cell's k nearest cells by shortest path
+on the graph for LISI, as scib's graph LISI does (``metrics/graph_output.py``).
 """
 
 from __future__ import annotations
@@ -83,10 +82,11 @@ def knn(X: np.ndarray, k: int, method: str = "auto", exact_max_cells: int = EXAC
 
 
 class GraphNeighbors(NeighborsResults):
-    """Neighbours of a graph-only output: fixed-k lists for LISI, the method's own graph for the rest.
+    """Neighbours of a graph-only output: shortest-path lists for LISI, the method's graph for the rest.
 
-    ``knn_graph_connectivities`` / ``knn_graph_distances`` return the method's matrices, so
-    scib-metrics' Leiden, graph connectivity and kBET-per-label run on the method's graph.
+    ``indices`` / ``distances``: each cell's k nearest other cells by shortest path (-1 / inf
+    where fewer are reachable). ``knn_graph_connectivities`` / ``knn_graph_distances`` return
+    the method's matrices, so Leiden, graph connectivity and kBET run on the method's graph.
     """
 
     def __init__(self, indices, distances, connectivities, graph_distances):
@@ -108,13 +108,9 @@ class GraphNeighbors(NeighborsResults):
         return GraphNeighbors(self.indices[:, :n], self.distances[:, :n], self._conn, self._dist)
 
 
-def graph_neighbors(connectivities, distances, k: int, n_comps: int = 100) -> GraphNeighbors:
-    """``GraphNeighbors`` for a method's graph: diffusion-map neighbours (scib-metrics) for the lists."""
-    from scib_metrics.utils import diffusion_nn
+def graph_neighbors(connectivities, distances, k: int) -> GraphNeighbors:
+    """``GraphNeighbors`` of a method's graph: the k nearest cells by shortest path (scib's graph LISI)."""
+    from metrics.graph_output import shortest_path_neighbors
 
-    conn = sp.csr_matrix(connectivities, dtype=np.float64)
-    conn = conn.maximum(conn.T)  # diffusion maps need a symmetric kernel
-    n = conn.shape[0]
-    res = diffusion_nn(conn, k=min(k, n - 1), n_comps=min(n_comps, n - 2))
-    res = _self_first(FastNeighborsResults(indices=np.asarray(res.indices), distances=np.asarray(res.distances)))
-    return GraphNeighbors(res.indices, res.distances, connectivities, distances)
+    idx, dist = shortest_path_neighbors(connectivities, k)
+    return GraphNeighbors(idx, dist, connectivities, distances)

@@ -1,13 +1,11 @@
 """The seed papers' own metrics (no library has them), each a small pure function.
 
 Every function is linear (or n log n) in cells: the neighbourhood metrics read the shared kNN
-lists, kBET over neighbourhood sizes tests a bounded number of cells per cell type, Moran's I
-works per sample x cell-type group with a kNN per group.
+lists and kBET over neighbourhood sizes tests a bounded number of cells per cell type.
+Moran's I preservation (sysVI) is in ``metrics/moransi.py``.
 """
 
 from __future__ import annotations
-
-import re
 
 import numpy as np
 import pandas as pd
@@ -25,9 +23,11 @@ def isolated_label_f1(clusterings: dict[float, np.ndarray], labels: np.ndarray, 
     """Isolated-label F1 (scIB, Luecken et al. 2022).
 
     For each isolated label: the best F1 of "cell has the label" against "cell is in cluster c"
-    over all clusters c, maximized over the clustering resolutions (scIB optimizes the
-    resolution of its clustering for this same score); the mean over isolated labels. scIB
-    used Louvain at 0.1..2.0; we reuse scib-metrics' Leiden clusterings (0.2..2.0).
+    over all clusters c, maximized over the clustering resolutions (scib 1.x optimizes the
+    resolution of its Leiden clustering for this same score,
+    ``scib/metrics/isolated_labels.py::score_isolated_label``); the mean over isolated labels.
+    scib clusters with scanpy's Leiden at 0.2..2.0; we reuse the shared igraph Leiden
+    clusterings at the same resolutions (``metrics/scib_set.py``).
     """
     if not isolated:
         return float("nan")
@@ -159,18 +159,22 @@ def one_minus_ari_batch(clusters: np.ndarray, batch: np.ndarray) -> float:
 def kbet_acceptance_over_sizes(X: np.ndarray, labels: np.ndarray, batch: np.ndarray,
                                fractions=(0.05, 0.10, 0.15, 0.20, 0.25), alpha: float = 0.05,
                                max_test_cells: int = 500, min_cells: int = 10, seed: int = 0,
-                               block: int = 64) -> dict[float, float]:
+                               block: int = 64, block_elements: int = 1 << 24) -> dict[float, float]:
     """kBET acceptance per cell type over neighbourhood sizes of 5..25% of the cell type (DAVAE).
 
     Per cell type with >= ``min_cells`` cells and >= 2 batches: up to ``max_test_cells`` random
     cells (seeded) are tested, as kBET tests a random subset; each one's neighbours are
     found exactly among the cells of its type in ``X``; for each fraction f the k = f x n_type
     nearest (self excluded) go through the chi-square test against the type's batch mix.
-    Returns {fraction: acceptance averaged over cell types}. Cost: tested cells x n_type.
+    Returns {fraction: acceptance averaged over cell types}. Cost: tested cells x n_type
+    (linear in cells). Memory: ``block`` tested cells at a time, fewer when a cell type is so
+    large that block x n_type would pass ``block_elements``; batch counts grow neighbour by
+    neighbour (tested cells x batches), never tested cells x k x batches.
     """
     X = np.asarray(X, dtype=np.float32)
     lab, _ = _codes(labels)
     bat, bcats = _codes(batch)
+    n_b = bcats.size
     rng = np.random.default_rng(seed)
     per_size: dict[float, list[float]] = {f: [] for f in fractions}
     for t in np.unique(lab):
@@ -179,26 +183,28 @@ def kbet_acceptance_over_sizes(X: np.ndarray, labels: np.ndarray, batch: np.ndar
         b_t = bat[members]
         if n_t < min_cells or np.unique(b_t).size < 2:
             continue
-        freq = np.bincount(b_t, minlength=bcats.size) / n_t
-        ks = {f: max(1, int(np.floor(f * n_t))) for f in fractions}
-        k_max = min(max(ks.values()), n_t - 1)
+        freq = np.bincount(b_t, minlength=n_b) / n_t
+        k_max = min(max(max(1, int(np.floor(f * n_t))) for f in fractions), n_t - 1)
+        ks = sorted((min(max(1, int(np.floor(f * n_t))), k_max), f) for f in fractions)
         test = rng.choice(n_t, min(max_test_cells, n_t), replace=False)
         Xt = X[members]
         sq = np.einsum("ij,ij->i", Xt, Xt)
         accepted = {f: 0 for f in fractions}
-        for start in range(0, test.size, block):
-            q = test[start:start + block]
+        rows = max(1, min(block, block_elements // n_t))
+        for start in range(0, test.size, rows):
+            q = test[start:start + rows]
             d2 = sq[q, None] + sq[None, :] - 2 * Xt[q] @ Xt.T
             d2[np.arange(q.size), q] = -np.inf  # self first, then excluded
             part = np.argpartition(d2, k_max, axis=1)[:, :k_max + 1]
             order = np.take_along_axis(part, np.argsort(np.take_along_axis(d2, part, axis=1), axis=1), axis=1)
-            nb = b_t[order[:, 1:]]  # drop self
-            onehot = np.zeros((q.size, k_max, bcats.size), dtype=np.int32)
-            np.put_along_axis(onehot, nb[:, :, None], 1, axis=2)
-            cum = np.cumsum(onehot, axis=1)
-            for f, k in ks.items():
-                counts = cum[:, min(k, k_max) - 1, :].astype(float)
-                accepted[f] += int(_chi2_accept(counts, freq, alpha).sum())
+            nb = b_t[order[:, 1:]]  # neighbours' batches, nearest first, self dropped
+            offsets = np.arange(q.size)[:, None] * n_b
+            counts = np.zeros(q.size * n_b)
+            done = 0
+            for k, f in ks:  # add the neighbours k_prev+1..k to the running batch counts
+                counts += np.bincount((nb[:, done:k] + offsets).ravel(), minlength=q.size * n_b)
+                done = k
+                accepted[f] += int(_chi2_accept(counts.reshape(q.size, n_b), freq, alpha).sum())
         for f in fractions:
             per_size[f].append(accepted[f] / test.size)
     return {f: (float(np.mean(v)) if v else float("nan")) for f, v in per_size.items()}
@@ -213,79 +219,3 @@ def macro_f1(true_labels: np.ndarray, predicted: np.ndarray, hidden: np.ndarray)
     y_pred = np.asarray(predicted).astype(str)[hidden]
     return float(f1_score(y_true, y_pred, labels=np.unique(y_true), average="macro", zero_division=0))
 
-
-# ---- Moran's I preservation (sysVI) ----
-
-DOUBLET_PATTERN = r"doublet|\+"
-
-
-def _knn_connectivities(X: np.ndarray, k: int):
-    """UMAP-style connectivities of an exact kNN graph (scanpy's default graph), for Moran's I."""
-    from metrics.neighbors import exact_knn
-
-    return exact_knn(X, min(k + 1, X.shape[0])).knn_graph_connectivities.tocsr()
-
-
-def _morans_i(conn, values) -> np.ndarray:
-    """Moran's I per row of ``values`` (genes x cells) on graph ``conn`` (scanpy's implementation)."""
-    import scanpy as sc
-
-    return np.asarray(sc.metrics.morans_i(conn, values), dtype=float)
-
-
-def moransi_reference(X, batch: np.ndarray, labels: np.ndarray, min_cells: int = 500,
-                      min_frac_expressed: float = 0.1, n_pcs: int = 15, n_neighbors: int = 15,
-                      cutoff: float = 0.2, max_genes: int = 150,
-                      exclude_pattern: str = DOUBLET_PATTERN) -> list[dict]:
-    """Pre-integration side of sysVI's Moran's I: the groups and genes to evaluate.
-
-    Groups = sample x cell type with >= ``min_cells`` cells (labels matching
-    ``exclude_pattern``, doublets, left out); per group, genes expressed in >=
-    ``min_frac_expressed`` of its cells, 15 PCs and a 15-NN graph; genes with Moran's I >=
-    ``cutoff`` are kept (at most ``max_genes``, highest first). sysVI tuned the cutoff per
-    dataset "to keep around a dozen to 150 genes per group"; here it is an option.
-    Returns [{"cells", "genes", "pre"}] (computed once per dataset, reused for every run).
-    """
-    import scanpy as sc
-
-    X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
-    batch, labels = np.asarray(batch).astype(str), np.asarray(labels).astype(str)
-    groups = []
-    frame = pd.DataFrame({"b": batch, "l": labels})
-    for (_, lab), idx in frame.groupby(["b", "l"], sort=True).indices.items():
-        if idx.size < min_cells or re.search(exclude_pattern, lab, flags=re.IGNORECASE):
-            continue
-        Xg = X[idx]
-        frac = np.asarray((Xg > 0).mean(axis=0)).ravel()
-        genes = np.flatnonzero(frac >= min_frac_expressed)
-        if genes.size < 2:
-            continue
-        Xgg = Xg[:, genes]
-        pcs = sc.pp.pca(Xgg.toarray() if sp.issparse(Xgg) else Xgg,
-                        n_comps=min(n_pcs, genes.size - 1, idx.size - 1), random_state=0)
-        conn = _knn_connectivities(pcs, n_neighbors)
-        vals = Xgg.T.toarray() if sp.issparse(Xgg) else np.asarray(Xgg).T
-        pre = _morans_i(conn, vals)
-        order = np.argsort(-np.nan_to_num(pre, nan=-np.inf))
-        keep = [g for g in order[:max_genes] if np.isfinite(pre[g]) and pre[g] >= cutoff]
-        if keep:
-            groups.append({"cells": idx, "genes": genes[keep], "pre": pre[keep]})
-    return groups
-
-
-def moransi_preservation(reference: list[dict], X, emb: np.ndarray, n_neighbors: int = 15) -> float:
-    """Moran's I preservation (sysVI): mean over groups of mean over genes of I_post / I_pre.
-
-    I_post is Moran's I of the same genes on a 15-NN graph of the integrated embedding
-    within the same group of cells.
-    """
-    if not reference:
-        return float("nan")
-    per_group = []
-    for grp in reference:
-        conn = _knn_connectivities(np.asarray(emb)[grp["cells"]], n_neighbors)
-        Xg = X[grp["cells"]][:, grp["genes"]]
-        vals = Xg.T.toarray() if sp.issparse(Xg) else np.asarray(Xg).T
-        post = _morans_i(conn, vals)
-        per_group.append(float(np.nanmean(post / grp["pre"])))
-    return float(np.mean(per_group))

@@ -12,6 +12,10 @@ What is shared (scib-metrics' Benchmarker recomputes each of these per metric):
 Difference (option): above ``asw_max_cells`` cells the silhouettes (quadratic in cells by
 definition) are computed on a seeded subsample stratified by label x batch; default 50000 cells
 (exact below that, as scib-metrics; None = always exact).
+
+Where scib-metrics and scib 1.x disagree, the isolated labels and graph connectivity follow scib
+by default, scib-metrics as an option (``isolated_labels_list``, ``graph_connectivity``;
+reasons in ``metrics/catalog.py``).
 """
 
 from __future__ import annotations
@@ -90,11 +94,27 @@ def asw_label_from_silhouette(sil: np.ndarray) -> float:
     return float((np.mean(sil) + 1) / 2)
 
 
-def isolated_labels_list(labels: np.ndarray, batch: np.ndarray, iso_threshold: int | None = None) -> list:
-    """Labels present in the fewest batches (scIB / scib-metrics definition)."""
-    from scib_metrics.metrics._isolated_labels import _get_isolated_labels
+ISOLATED_LABEL_REFERENCES = ("scib", "scib_metrics")
 
-    return list(_get_isolated_labels(np.asarray(labels), np.asarray(batch), iso_threshold))
+
+def isolated_labels_list(labels: np.ndarray, batch: np.ndarray, iso_threshold: int | None = None,
+                         reference: str = "scib") -> list[str]:
+    """Labels present in the fewest batches (at most ``iso_threshold`` batches when given), sorted.
+
+    ``reference="scib"`` (scib >= 1.1.6, ``scib/metrics/isolated_labels.py::get_isolated_labels``):
+    when that number of batches is every batch (every label is in every batch), no label is
+    isolated. ``"scib_metrics"`` (scib-metrics 0.5.10 ``_get_isolated_labels``, and scib before
+    1.1.6): every label is then isolated, so the isolated-label scores become per-label means of
+    the label ASW / F1.
+    """
+    if reference not in ISOLATED_LABEL_REFERENCES:
+        raise ValueError(f"isolated-label reference must be one of {ISOLATED_LABEL_REFERENCES}, got {reference!r}")
+    pairs = pd.DataFrame({"label": np.asarray(labels), "batch": np.asarray(batch)}).drop_duplicates()
+    batches_per_label = pairs.groupby("label")["batch"].count()
+    threshold = int(batches_per_label.min()) if iso_threshold is None else int(iso_threshold)
+    if reference == "scib" and threshold == pairs["batch"].nunique():
+        return []
+    return [str(lab) for lab in batches_per_label.index[batches_per_label <= threshold]]
 
 
 def isolated_label_asw_from_silhouette(sil: np.ndarray, labels: np.ndarray, isolated: list) -> float:
@@ -122,9 +142,16 @@ def stratified_subsample(labels: np.ndarray, batch: np.ndarray, max_cells: int, 
 
 
 def lisi_per_cell(nbrs, values: np.ndarray) -> np.ndarray:
-    """Per-cell LISI (scib-metrics ``lisi_knn``, perplexity k/3) of ``values`` on the k=90 graph."""
+    """Per-cell LISI of ``values``, perplexity k/3: scib-metrics ``lisi_knn`` on the k=90 graph of an
+    embedding, scib's graph LISI (shortest paths) on a graph-only output's own graph."""
     from scib_metrics import lisi_knn
 
+    from metrics.neighbors import GraphNeighbors
+
+    if isinstance(nbrs, GraphNeighbors):
+        from metrics.graph_output import graph_lisi_per_cell
+
+        return graph_lisi_per_cell(nbrs.indices, nbrs.distances, values)
     return np.asarray(lisi_knn(nbrs, np.asarray(values)))
 
 
@@ -136,3 +163,28 @@ def ilisi_from_per_cell(lisi: np.ndarray, n_batches: int) -> float:
 def clisi_from_per_cell(lisi: np.ndarray, n_labels: int) -> float:
     """Scaled graph cLISI: (L - median) / (L - 1) (scib-metrics ``clisi_knn``)."""
     return float((n_labels - np.nanmedian(lisi)) / (n_labels - 1))
+
+
+GRAPH_CONNECTIVITY_REFERENCES = ("scib", "scib_metrics")
+
+
+def graph_connectivity(graph, labels: np.ndarray) -> float:
+    """Mean over labels of the share of the label's cells in the largest connected component of
+    the label's subgraph (strong components, as both libraries compute them).
+
+    Which graph decides the value: scib 1.x (``scib/metrics/graph_connectivity.py``) passes the
+    symmetric UMAP connectivities of scanpy's 15-NN graph, where strong = weak components;
+    scib-metrics' Benchmarker passes the directed 15-NN graph, whose strong components are
+    smaller. The scorer picks the graph (option ``graph_connectivity_reference``); written here
+    because scib is not a dependency and scib-metrics' function accepts only the directed graph.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    graph = sp.csr_matrix(graph)
+    labels = np.asarray(labels)
+    shares = []
+    for lab in np.unique(labels):
+        mask = labels == lab
+        _, comp = connected_components(graph[mask][:, mask], connection="strong")
+        shares.append(np.bincount(comp).max() / mask.sum())
+    return float(np.mean(shares))

@@ -18,10 +18,17 @@ Options (JSON, every key optional; defaults in ``DEFAULT_OPTIONS``):
 - ``leiden_seed`` (42, scib-metrics'), ``nmi_fixed_resolution`` (2.0, sysVI).
 - ``kbet_max_query_cells`` (10000; null = every cell): scIB kBET tests at most this many
   neighbourhoods per cell type (seeded subsample; see ``metrics/kbet.py``).
+- ``kbet_max_cells`` (100000; null = all): above it, scIB kBET of an embedding runs on a stratified
+  (label x batch) subsample of about this size with its own 50-NN graph (``extra.kbet_cells``).
+- ``isolated_label_reference``, ``graph_connectivity_reference`` ("scib" | "scib_metrics"): the
+  library followed where the two differ (``metrics/catalog.py``); isolated labels in
+  ``extra.isolated_labels``.
 - ``positive_k`` (50), ``alpha`` (0.05): iMAP positive / true-positive rates.
 - ``kbet_fractions`` ([0.05..0.25]), ``kbet_max_test_cells`` (500): DAVAE kBET over sizes.
 - ``moransi_min_cells`` (500), ``moransi_min_frac_expressed`` (0.1), ``moransi_cutoff`` (0.2),
   ``moransi_max_genes`` (150), ``moransi_exclude`` (regex of doublet labels): sysVI Moran's I.
+- ``moransi_exact_max_cells`` (20000; null = always exact): larger Moran's I groups get a
+  pynndescent kNN (their number in ``extra.moransi_approx_knn_groups``).
 - ``unsupervised_resolution`` (0.5): passed to ``metrics.unsupervised``.
 - ``seed`` (0): subsampling and test-cell sampling.
 
@@ -44,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from metrics.catalog import ALL_METRICS, metric_info
+from metrics.json_output import write_json_atomic
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     "n_neighbors": 90, "metrics": "all", "labelled": None, "batch_key": "batch", "label_key": "label",
@@ -51,7 +59,8 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "exact_max_cells": 100_000, "n_jobs": 1, "asw_max_cells": 50_000, "leiden_seed": 42,
     "nmi_fixed_resolution": 2.0, "positive_k": 50, "alpha": 0.05,
     "kbet_fractions": [0.05, 0.10, 0.15, 0.20, 0.25], "kbet_max_test_cells": 500,
-    "kbet_max_query_cells": 10_000,
+    "kbet_max_query_cells": 10_000, "kbet_max_cells": 100_000, "isolated_label_reference": "scib",
+    "graph_connectivity_reference": "scib", "moransi_exact_max_cells": 20_000,
     "moransi_min_cells": 500, "moransi_min_frac_expressed": 0.1, "moransi_cutoff": 0.2,
     "moransi_max_genes": 150, "moransi_exclude": r"doublet|\+", "unsupervised_resolution": 0.5,
     "seed": 0, "per_cell_decimals": 3,
@@ -88,6 +97,9 @@ def resolve_options(options: dict | None) -> dict[str, Any]:
     bad = sorted(set(opts["metrics"]) - set(ALL_METRICS))
     if bad:
         raise ValueError(f"unknown metric name(s) in options 'metrics': {', '.join(bad)}")
+    for key in ("isolated_label_reference", "graph_connectivity_reference"):
+        if opts[key] not in ("scib", "scib_metrics"):
+            raise ValueError(f"option {key} must be 'scib' or 'scib_metrics', got {opts[key]!r}")
     if int(opts["n_neighbors"]) < 50:
         raise ValueError(f"option n_neighbors must be >= 50 (kBET uses 50), got {opts['n_neighbors']}")
     return opts
@@ -134,7 +146,7 @@ class DataCache:
 
     def moransi_reference(self, cells: np.ndarray):
         """sysVI's pre-integration groups/genes for this subset of cells (cached)."""
-        from metrics.paper_metrics import moransi_reference
+        from metrics.moransi import moransi_reference
 
         key = _cells_key(cells)
         if key not in self._moransi:
@@ -143,7 +155,8 @@ class DataCache:
             self._moransi[key] = moransi_reference(
                 sub.X, sub.obs[o["batch_key"]].values, sub.obs[o["label_key"]].values,
                 min_cells=o["moransi_min_cells"], min_frac_expressed=o["moransi_min_frac_expressed"],
-                cutoff=o["moransi_cutoff"], max_genes=o["moransi_max_genes"], exclude_pattern=o["moransi_exclude"])
+                cutoff=o["moransi_cutoff"], max_genes=o["moransi_max_genes"], exclude_pattern=o["moransi_exclude"],
+                exact_max_cells=o["moransi_exact_max_cells"], seed=int(o["seed"]))
         return self._moransi[key]
 
 
@@ -269,6 +282,17 @@ class _Scorer:
         idx = self.asw_subset()
         return self.shared("label_silhouette", lambda: label_silhouette(self.emb[idx], self.labels[idx]))
 
+    def isolated(self) -> list[str]:
+        """The isolated labels (recorded in extra); _NotApplicable when there is none."""
+        from metrics.scib_set import isolated_labels_list
+
+        iso = self.extra["isolated_labels"] = isolated_labels_list(
+            self.labels, self.batch, reference=self.opts["isolated_label_reference"])
+        if not iso:
+            raise _NotApplicable(f"no isolated label: every label is in all {np.unique(self.batch).size} batches "
+                                 "(scib; option isolated_label_reference='scib_metrics' counts every label)")
+        return iso
+
     def lisi(self, which: str):
         from metrics.scib_set import lisi_per_cell
 
@@ -304,18 +328,19 @@ class _Scorer:
         return {"asw_label": asw_label_from_silhouette(self.silhouette())}
 
     def g_isolated_asw(self):
-        from metrics.scib_set import isolated_label_asw_from_silhouette, isolated_labels_list
+        from metrics.scib_set import isolated_label_asw_from_silhouette
 
+        iso = self.isolated()
         idx = self.asw_subset()
-        iso = isolated_labels_list(self.labels, self.batch)
         return {"isolated_label_asw": isolated_label_asw_from_silhouette(self.silhouette(), self.labels[idx], iso)}
 
     def g_isolated_f1(self):
         from metrics.paper_metrics import isolated_label_f1
-        from metrics.scib_set import LEIDEN_RESOLUTIONS, isolated_labels_list
+        from metrics.scib_set import LEIDEN_RESOLUTIONS
 
+        iso = self.isolated()
         cl = {r: c for r, c in self.clusterings().items() if r in set(LEIDEN_RESOLUTIONS)}
-        return {"isolated_label_f1": isolated_label_f1(cl, self.labels, isolated_labels_list(self.labels, self.batch))}
+        return {"isolated_label_f1": isolated_label_f1(cl, self.labels, iso)}
 
     def g_clisi(self):
         from metrics.scib_set import clisi_from_per_cell
@@ -345,16 +370,35 @@ class _Scorer:
         return {"bras": float(bras(self.emb[idx], self.labels[idx], self.batch[idx]))}
 
     def g_kbet(self):
+        from metrics.graph_output import diffusion_connectivities
         from metrics.kbet import kbet_per_label
+        from metrics.neighbors import knn
+        from metrics.scib_set import stratified_subsample
 
-        conn = self.nbrs().subset_neighbors(50).knn_graph_connectivities
-        return {"kbet": kbet_per_label(conn, self.batch, self.labels, max_query_cells=self.opts["kbet_max_query_cells"],
-                                       seed=int(self.opts["seed"]))}
+        o, cells = self.opts, np.arange(self.labels.size)
+        if self.emb is None:  # scib: diffusion steps on the method's graph to >= 50 neighbours per cell
+            conn = diffusion_connectivities(self.nbrs().knn_graph_connectivities, min_k=50)
+        else:
+            cells = stratified_subsample(self.labels, self.batch, o["kbet_max_cells"], int(o["seed"]))
+            if cells.size == self.labels.size:
+                conn = self.nbrs().subset_neighbors(50).knn_graph_connectivities
+            else:  # the per-label diffusion maps are the costly step: a subsample with its own graph
+                self.extra["kbet_cells"] = int(cells.size)
+                conn = knn(self.emb[cells], 50, method=o["knn_method"], exact_max_cells=int(o["exact_max_cells"]),
+                           seed=int(o["seed"]), n_jobs=int(o["n_jobs"])).knn_graph_connectivities
+        return {"kbet": kbet_per_label(conn, self.batch[cells], self.labels[cells],
+                                       max_query_cells=o["kbet_max_query_cells"], seed=int(o["seed"]))}
 
     def g_graph_connectivity(self):
-        from scib_metrics import graph_connectivity
+        from scib_metrics import graph_connectivity as directed_graph_connectivity
 
-        return {"graph_connectivity": float(graph_connectivity(self.nbrs().subset_neighbors(15), self.labels))}
+        from metrics.scib_set import graph_connectivity
+
+        if self.opts["graph_connectivity_reference"] == "scib_metrics":
+            value = directed_graph_connectivity(self.nbrs().subset_neighbors(15), self.labels)
+        else:
+            value = graph_connectivity(self.conn15(), self.labels)
+        return {"graph_connectivity": float(value)}
 
     def g_pcr(self):
         from scib_metrics import pcr_comparison
@@ -404,14 +448,19 @@ class _Scorer:
         return out
 
     def g_moransi(self):
-        from metrics.paper_metrics import moransi_preservation
+        from metrics.moransi import moransi_preservation
 
+        o = self.opts
         ref = self.data.moransi_reference(self.cells)
         if not ref:
-            raise _NotApplicable(f"no sample x cell-type group with >= {self.opts['moransi_min_cells']} cells "
+            raise _NotApplicable(f"no sample x cell-type group with >= {o['moransi_min_cells']} cells "
                                  "and genes above the Moran's I cutoff")
+        approx = sum(bool(g["approx_knn"]) for g in ref)
+        if approx:
+            self.extra["moransi_approx_knn_groups"] = approx
         X = self.data.adata.X[self.cells] if self.cells.size != self.data.adata.n_obs else self.data.adata.X
-        return {"moransi": moransi_preservation(ref, X, self.emb)}
+        return {"moransi": moransi_preservation(ref, X, self.emb, exact_max_cells=o["moransi_exact_max_cells"],
+                                                seed=int(o["seed"]))}
 
     def g_macro_f1(self):
         from metrics.paper_metrics import macro_f1
@@ -548,39 +597,6 @@ def score_run(run_path: str | Path, data: DataCache, opts: dict[str, Any]) -> di
                 "traceback": traceback.format_exc(limit=8)}
     result["timing"]["total"] = round(time.perf_counter() - t0, 4)
     return {**ident, "status": "ok", "error": "", **result}
-
-
-def write_json_atomic(obj: dict, path: str | Path) -> None:
-    """Write JSON to ``path`` via a temp name in the same folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w") as fh:
-            json.dump(_finite(obj), fh, allow_nan=False, default=_json_default)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _finite(obj):
-    """Non-finite floats -> None (JSON has no NaN), recursively."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else None
-    return obj
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
 def score_many(data_path: str | Path, run_paths: list, out_paths: list, options: dict | None = None) -> list[dict]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from metrics import moransi as mi
 from metrics import paper_metrics as pm
 from metrics.catalog import ALL_METRICS, METRIC_SETS, metric_info
 
@@ -32,6 +33,24 @@ def test_catalog_is_consistent():
         for kind in ("bio", "batch"):
             assert set(sets[kind]) <= set(info), set_name
     assert METRIC_SETS["sysvi"] == {"bio": ["nmi_fixed", "moransi"], "batch": ["ilisi"]}
+
+
+def test_readme_metrics_table_matches_catalog():
+    """Each README "Metrics" table row names its metrics and repeats the catalog's reference and differences."""
+    import re
+    from pathlib import Path
+
+    info = metric_info()
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("\n## Metrics\n")[1].split("\n## ")[0]
+    rows = [ln for ln in section.splitlines() if ln.startswith("| `")]
+    covered = set()
+    for row in rows:
+        names_cell, reference, differences = (c.strip() for c in row.strip("|").split(" | "))
+        for name in re.findall(r"`([a-z0-9_]+)`", names_cell):
+            assert (reference, differences) == (info[name]["reference"], info[name]["differences"]), name
+            covered.add(name)
+    assert covered == set(ALL_METRICS)
 
 
 def test_isolated_label_f1_known_values():
@@ -97,6 +116,57 @@ def test_kbet_acceptance_over_sizes():
     assert again == mixed  # seeded
 
 
+def test_kbet_acceptance_over_sizes_memory_is_bounded():
+    """Regression (37c88a7 held tested cells x k x batches one-hot counts and their cumsum, ~3 GB per
+    block for the heart atlas): with many batches the peak stays near the distance block."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    n, n_batches = 4000, 100
+    X = rng.normal(size=(n, 5)).astype(np.float32)
+    labels, batch = np.zeros(n, dtype=int), rng.integers(0, n_batches, n)
+    tracemalloc.start()
+    res = pm.kbet_acceptance_over_sizes(X, labels, batch, max_test_cells=64, seed=0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 12e6, peak  # 37c88a7: 64 x 1000 x 100 int32 one-hot + int64 cumsum ~ 77 MB
+    assert min(res.values()) > 0.6  # random batches: mostly accepted
+
+
+def test_moransi_large_groups_use_approximate_knn(monkeypatch):
+    """Regression (37c88a7 ran brute-force kNN per group, quadratic in its size): above
+    exact_max_cells a group's kNN is approximate, is flagged, and gives nearly the exact value."""
+    from metrics import neighbors
+
+    rng = np.random.default_rng(0)
+    n = 600
+    t = rng.uniform(0, 1, n)
+    genes = np.column_stack([np.sin(3 * t + p) for p in np.linspace(0, 2, 12)]) + 0.05 * rng.normal(size=(n, 12))
+    X = (genes - genes.min() + 0.1).astype(np.float32)
+    batch, labels = np.array(["s1"] * n), np.array(["beta"] * n)
+    emb = np.column_stack([t, 0.01 * rng.normal(size=n)])
+    exact = mi.moransi_preservation(mi.moransi_reference(X, batch, labels, min_cells=100), X, emb)
+    brute_sizes = []
+    real_exact_knn = neighbors.exact_knn
+    monkeypatch.setattr(neighbors, "exact_knn", lambda X, k, **kw: brute_sizes.append(len(X)) or real_exact_knn(X, k, **kw))
+    ref = mi.moransi_reference(X, batch, labels, min_cells=100, exact_max_cells=300)
+    approx = mi.moransi_preservation(ref, X, emb, exact_max_cells=300)
+    assert brute_sizes == [] and ref[0]["approx_knn"]
+    assert approx == pytest.approx(exact, abs=0.02)
+
+
+def test_isolated_labels_when_every_label_is_in_every_batch():
+    """Regression (37c88a7 followed scib-metrics: every label counted as isolated): scib finds none."""
+    from metrics.scib_set import isolated_labels_list
+
+    labels = np.array(["a", "a", "b", "b", "c"])
+    assert isolated_labels_list(labels, np.array(["x", "y", "x", "y", "x"])) == ["c"]
+    shared = np.array(["x", "y", "x", "y", "y"])
+    labels[-1] = "b"
+    assert isolated_labels_list(labels, shared) == []
+    assert isolated_labels_list(labels, shared, reference="scib_metrics") == ["a", "b"]
+
+
 def test_macro_f1_on_hidden_cells():
     truth = np.array(["a", "a", "b", "b", "c", "c"])
     hidden = np.array([True, True, True, True, False, False])
@@ -113,13 +183,13 @@ def test_moransi_preservation_smooth_vs_random():
     X = (genes - genes.min() + 0.1).astype(np.float32)
     batch = np.array(["s1"] * n)
     labels = np.array(["beta"] * n)
-    ref = pm.moransi_reference(X, batch, labels, min_cells=100, cutoff=0.2)
+    ref = mi.moransi_reference(X, batch, labels, min_cells=100, cutoff=0.2)
     assert len(ref) == 1 and ref[0]["genes"].size > 5
-    good = pm.moransi_preservation(ref, X, np.column_stack([t, 0.01 * rng.normal(size=n)]))
-    bad = pm.moransi_preservation(ref, X, rng.normal(size=(n, 5)))
+    good = mi.moransi_preservation(ref, X, np.column_stack([t, 0.01 * rng.normal(size=n)]))
+    bad = mi.moransi_preservation(ref, X, rng.normal(size=(n, 5)))
     assert good > 0.7 and bad < 0.2
-    assert pm.moransi_reference(X, batch, labels, min_cells=1000) == []
-    doublets = pm.moransi_reference(X, batch, np.array(["beta+alpha"] * n), min_cells=100)
+    assert mi.moransi_reference(X, batch, labels, min_cells=1000) == []
+    doublets = mi.moransi_reference(X, batch, np.array(["beta+alpha"] * n), min_cells=100)
     assert doublets == []
 
 

@@ -143,7 +143,12 @@ def test_cli_full_set_ok_failed_graph_and_determinism(tiny):
     ok, failed, graph = (json.loads(p.read_text()) for p in outs)
     assert set(ok["metrics"]) == set(ALL_METRICS)
     missing = {m for m, v in ok["metrics"].items() if v is None}
-    assert missing <= {"batch_cluster_nmi", "batch_cluster_ari"}, ok["na_reasons"]
+    # every label is in both batches: scib (the default reference) finds no isolated label
+    # and no cell type is found in one batch only
+    assert missing - {"batch_cluster_nmi", "batch_cluster_ari"} == {"isolated_label_asw", "isolated_label_f1",
+                                                                     "jaccard_batch_unique"}
+    assert ok["na_reasons"]["jaccard_batch_unique"] == "no cell type is found in one batch only"
+    assert "no isolated label" in ok["na_reasons"]["isolated_label_f1"] and ok["extra"]["isolated_labels"] == []
     assert ok["metrics"]["nmi"] > 0.9 and ok["metrics"]["positive_rate"] > 0.9  # types well separated
     assert failed["status"] == "failed"
     assert graph["status"] == "ok"
@@ -201,3 +206,20 @@ def test_jaccard_of_batch_unique_cell_types(tmp_path):
     res = json.loads((tmp_path / "full.json").read_text())
     assert res["metrics"]["jaccard_batch_unique"] is None
     assert res["na_reasons"]["jaccard_batch_unique"] == "no cell type is found in one batch only"
+def test_kbet_subsampled_above_kbet_max_cells(tmp_path):
+    """Above kbet_max_cells scIB kBET runs on a stratified subsample with its own 50-NN graph (the
+    per-label diffusion maps are the costly step) and records its size."""
+    data = make_data(tmp_path / "data.h5ad", n_per=60)
+    run = write_run(tmp_path / "run.h5ad", data, emb=np.asarray(data.obsm["X_pca"]))
+    exact, sub = tmp_path / "exact.json", tmp_path / "sub.json"
+    score_many(tmp_path / "data.h5ad", [run], [exact], {"metrics": ["kbet"]})
+    score_many(tmp_path / "data.h5ad", [run], [sub], {"metrics": ["kbet"], "kbet_max_cells": 240})
+    exact, sub = json.loads(exact.read_text()), json.loads(sub.read_text())
+    assert "kbet_cells" not in exact["extra"] and 228 <= sub["extra"]["kbet_cells"] <= 252
+    assert exact["metrics"]["kbet"] > 0.5  # the two batches of each type are mixed
+    assert abs(sub["metrics"]["kbet"] - exact["metrics"]["kbet"]) < 0.1
+
+
+def test_reference_options_are_checked():
+    with pytest.raises(ValueError, match="graph_connectivity_reference must be 'scib' or 'scib_metrics'"):
+        resolve_options({"graph_connectivity_reference": "scanpy"})
