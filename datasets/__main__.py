@@ -66,8 +66,9 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 def cmd_download(args: argparse.Namespace) -> None:
     import logging
 
-    from datasets.download import fetch, load_registry
+    from datasets.download import fetch
     from datasets.ingest import DataError
+    from datasets.registry import load_registry
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     registry = load_registry(Path(args.registry))
@@ -146,12 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from datasets.download import DownloadError, RegistryError
+    from datasets.download import DownloadError
     from datasets.ingest import DataError
+    from datasets.lock import LockFileError
+    from datasets.registry import RegistryError
 
     try:
         args.func(args)
-    except (DataError, DownloadError, RegistryError) as err:
+    except (DataError, DownloadError, RegistryError, LockFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_DATA_ERROR
     return 0

@@ -71,7 +71,7 @@ def _validate_config(cfg):
 
 
 def load_dataset_registry(cfg):
-    from datasets.download import RegistryError, load_registry
+    from datasets.registry import RegistryError, load_registry
 
     try:
         return load_registry(REPO / cfg["registry"])
