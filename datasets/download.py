@@ -432,8 +432,9 @@ def _read_10x_mtx_tar(name: str, url: str, archive: Path, genome: str | None, wo
     return sc.read_10x_mtx(folders[0])
 
 
-def _read_payload(name: str, url: str, fmt: str, payload: Path, genome: str | None, workdir: Path) -> Any:
-    """Read a verified payload of any format into an AnnData (counts as delivered)."""
+def read_payload(name: str, url: str, fmt: str, payload: Path, genome: str | None, workdir: Path) -> Any:
+    """Read a verified payload of any format into an AnnData (counts as delivered); ``url`` names
+    it in messages."""
     import anndata as ad
     import scanpy as sc  # see _read_10x_mtx_tar on the lazy import
 
@@ -452,6 +453,11 @@ def _read_payload(name: str, url: str, fmt: str, payload: Path, genome: str | No
         return adata
     if fmt == "10x_mtx_tar_gz":
         return _read_10x_mtx_tar(name, url, payload, genome, workdir)
+    if fmt == "10x_mtx":  # a local folder (file: datasets)
+        try:
+            return sc.read_10x_mtx(payload)
+        except (OSError, ValueError, KeyError) as err:
+            raise PayloadContentError(f"dataset '{name}': {url} is not a readable 10x matrix folder: {err}") from err
     raise ValueError(f"unknown dataset format {fmt!r}")
 
 
@@ -465,7 +471,7 @@ def _materialize(name: str, entry: dict, url: str, payload: Path, dest: Path) ->
         _extract_zip_member(name, url, payload, fmt[len("zip:"):], dest)
     else:
         with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{name}-unpack-") as workdir:
-            adata = _read_payload(name, url, fmt, payload, entry["genome"], Path(workdir))
+            adata = read_payload(name, url, fmt, payload, entry["genome"], Path(workdir))
             _write_h5ad_atomic(adata, dest)
     payload.unlink(missing_ok=True)
 
@@ -483,7 +489,7 @@ def _fetch_parts(name: str, entry: dict, dest: Path, lock_path: Path, policy: Po
             payload, url = _download_first(name, urls, dest, kind, policy, part["sha256"], part["size"], lock_path)
             partdir = Path(workdir) / str(index)
             partdir.mkdir()
-            adatas[part["batch"]] = _read_payload(name, url, entry["format"], payload, entry["genome"], partdir)
+            adatas[part["batch"]] = read_payload(name, url, entry["format"], payload, entry["genome"], partdir)
             payloads.append(payload)
         # Inner join: parts of one dataset share a reference; genes missing from a part are dropped.
         combined = ad.concat(adatas, join="inner", label=entry["batch_key"], index_unique="-", merge="same")

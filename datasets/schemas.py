@@ -5,8 +5,9 @@
 phrase a user can act on ("must be an http:// or https:// URL, got 'ftp://x'", "is missing",
 "unknown key (allowed: ...)"). jsonschema's own messages name neither the field that is missing
 nor what a pattern means, so the phrase is built from the schema: a rule across fields says its
-line in ``x-message`` (and the field it is about in ``x-field``), a field its expected value in
-``description`` (or ``x-expected`` where the description is prose). Schemas refer to each other by file name (``registry.schema.yaml#/$defs/...``).
+line in ``x-message`` (and the field it is about in ``x-field``), a value what it must be in
+``x-expected`` (or in ``description``, in a schema that says ``x-descriptions-say-expected``);
+otherwise jsonschema's message is used ("0 is less than the minimum of 1"). Schemas refer to each other by file name (``registry.schema.yaml#/$defs/...``).
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def _problem(error: jsonschema.ValidationError, root: dict, noun: str) -> tuple[
     if error.validator == "propertyNames":
         described = here.get("propertyNames", {}).get("description", "")
         return path + [error.instance], f"the name must be {described}" if described else error.message
-    expected = here.get("x-expected") or here.get("description")
+    expected = here.get("x-expected") or (here.get("description") if root.get("x-descriptions-say-expected")
+                                          else None)
     if expected and error.validator in ("type", "pattern", "enum", "const", "minimum", "maximum",
                                         "exclusiveMinimum", "exclusiveMaximum", "minLength", "minItems",
                                         "maxItems", "minProperties", "anyOf", "oneOf", "not"):

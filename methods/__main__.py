@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="attempts Snakemake makes in all; out of memory or time before the last exits 75")
     run.add_argument("--time-limit-s", type=float, default=None,
                      help="stop the method after this long (default: before a SLURM job's time limit)")
+    run.add_argument("--external", default=None,
+                     help="your own method's MethodSpec as JSON (the workflow passes it; methods/external.py)")
     sub.add_parser("list", help="list registered methods")
     args = parser.parse_args(argv)
 
@@ -41,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     except json.JSONDecodeError as exc:
         print(f"error: --params is not valid JSON ({exc})", file=sys.stderr)
         return 2
+    if args.external:
+        registry.register(args.method, registry.MethodSpec(**json.loads(args.external)))
     from methods.attempts import RETRY_EXIT_CODE, RetryRun
     from methods.runner import DataFileError
     from methods.runner import run as run_one

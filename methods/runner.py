@@ -238,7 +238,7 @@ def _integrate_and_write(job: dict[str, Any]) -> None:
         torch.set_num_threads(threads)
     seed_everything(job["seed"])
     device = job["info"]["device"]
-    module = importlib.import_module(spec.module)
+    module = registry.load_module(job["method"])
     t0 = time.perf_counter()
     result: IntegrationResult = module.integrate(
         data, batch_key="batch", label_key="label", params=job["params"], seed=job["seed"], device=device
@@ -280,6 +280,19 @@ def check_data_file(path: str) -> int:
         raise DataFileError(f"cannot read dataset '{path}' as h5ad: {exc}") from None
 
 
+def dataset_failure(path: str) -> str | None:
+    """The error of a failed-dataset record (docs/contracts.md: bad data recorded by the data
+    stage), else None."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        raw = f["uns"]["dataset_json"][()] if "uns" in f and "dataset_json" in f["uns"] else None
+    record = json.loads(raw.decode() if isinstance(raw, bytes) else raw) if raw is not None else {}
+    if record.get("status") != "failed":
+        return None
+    return f"dataset failed before integration ({record.get('stage', '?')}): {record.get('error', '')}"
+
+
 def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] | None, seed: int,
         device: str = "auto", threads: int = 1, label_missing: float = 0.0, strict: bool = False,
         max_mem_mb: int | None = None, attempt: int = 1, attempts: int = 1,
@@ -307,6 +320,9 @@ def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] |
         info["device"] = resolve_device(device, spec.gpu)
     except (KeyError, ValueError) as exc:
         info["error"] = f"{type(exc).__name__}: {exc.args[0] if exc.args else exc}"
+        return _record_failure(out_path, data, info, t_start, strict)
+    info["error"] = dataset_failure(data) or ""
+    if info["error"]:
         return _record_failure(out_path, data, info, t_start, strict)
 
     job = {
