@@ -1,4 +1,5 @@
-"""Plan-time check of a study's data files: a damaged one is named before any job runs.
+"""Start-up checks of a study's files: a damaged data file or a folder that cannot be written is
+named before any job runs, in one line that says what to do.
 
 Snakemake decides what to redo from file dates, not contents. A preprocessed dataset that was
 damaged after its runs finished (a truncated copy, a full disk) looks newer than its runs, so
@@ -38,3 +39,26 @@ def damaged_data_files(out: str | Path, datasets: dict) -> list[str]:
             if raw.is_file() and (problem := h5ad_problem(raw)):
                 lines.append(f"{raw} is damaged ({problem}): delete it and run again; it is remade when needed")
     return lines
+
+
+def unwritable_folders(out: str | Path) -> list[Path]:
+    """Folders of the study in ``out`` that cannot be written (read-only mount, permissions,
+    immutable): a job writing there would fail with an empty log, or Snakemake itself while it
+    clears a job's old outputs."""
+    import os
+
+    out = Path(out)
+    if not out.exists():
+        return []
+    folders = [out] + [Path(root) / d for root, dirs, _ in os.walk(out) for d in dirs]
+    return [f for f in folders if not os.access(f, os.W_OK | os.X_OK)]
+
+
+def unwritable_message(out: str | Path) -> str | None:
+    """One line naming an unwritable folder of the study and what to do, or None."""
+    folders = unwritable_folders(out)
+    if not folders:
+        return None
+    more = f" (and {len(folders) - 1} more folders)" if len(folders) > 1 else ""
+    return (f"{folders[0]} is not writable{more}: the study writes its results under {out}; make it writable "
+            f"(chmod -R u+w {out}, or mount it read-write) and run again")

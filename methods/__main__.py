@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.external:
         registry.register(args.method, registry.MethodSpec(**json.loads(args.external)))
     from methods.attempts import RETRY_EXIT_CODE, RetryRun
-    from methods.runner import DataFileError
+    from methods.runner import DataFileError, OutputFolderError
     from methods.runner import run as run_one
 
     try:
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                        device=args.device, threads=args.threads, label_missing=args.label_missing,
                        strict=args.strict, max_mem_mb=args.max_mem_mb, attempt=args.attempt,
                        attempts=args.attempts, time_limit_s=args.time_limit_s)
-    except DataFileError as exc:
+    except (DataFileError, OutputFolderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except RetryRun as exc:

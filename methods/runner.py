@@ -267,6 +267,24 @@ class DataFileError(ValueError):
     """The dataset file itself cannot be read (a data problem, not a method failure)."""
 
 
+class OutputFolderError(OSError):
+    """The run file's folder cannot be written: nothing can be recorded there."""
+
+
+def check_output_folder(folder: Path) -> None:
+    """Create ``folder`` and make sure a file can be written in it; ``OutputFolderError`` naming it
+    otherwise (without this, the run and its failure record both fail with tracebacks)."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise OutputFolderError(f"cannot write the run file in {folder} ({exc.strerror or exc}); make the output "
+                                "folder writable (chmod -R u+w, or mount it read-write) and run again") from None
+
+
 def check_data_file(path: str) -> int:
     """Number of cells of a readable h5ad; ``DataFileError`` naming the file otherwise."""
     import h5py
@@ -306,6 +324,7 @@ def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] |
     t_start = time.perf_counter()
     out_path = Path(out)
     check_data_file(data)  # a broken dataset is an input error: no run file is written
+    check_output_folder(out_path.parent)
     info: dict[str, Any] = {
         "method": method, "setting": setting, "seed": int(seed), "params": {},
         "label_missing": float(label_missing), "threads": int(threads), "data": str(data),

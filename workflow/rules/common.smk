@@ -17,7 +17,7 @@ REPO = Path(workflow.basedir).parent
 sys.path.insert(0, str(REPO))
 
 from datasets.schemas import dotted, first_problem  # noqa: E402
-from datasets.study_files import damaged_data_files  # noqa: E402
+from datasets.study_files import damaged_data_files, unwritable_message  # noqa: E402
 from methods import job_resources, registry  # noqa: E402
 from methods.external import ExternalMethodError, external_spec  # noqa: E402
 from methods.settings import (
@@ -250,6 +250,8 @@ wildcard_constraints:
 
 
 onstart:
+    if unwritable_message(OUT):
+        raise WorkflowError(unwritable_message(OUT))
     os.environ[ATTEMPTS_ENV] = str(rules.integrate.rule.restart_times + 1)
     Path(f"{OUT}/logs").mkdir(parents=True, exist_ok=True)
     with open(f"{OUT}/logs/invocations.log", "a") as fh:
