@@ -90,8 +90,11 @@ def read_source(args: argparse.Namespace):
 
     if args.file_entry is None:
         failed = failed_dataset(args.raw) if Path(args.raw).is_file() else None
-        if failed:
-            raise DataError(f"{failed['error']} (to try again, delete {args.raw} and {args.out})")
+        if failed:  # passed on with the stage that failed
+            args.stage = failed["stage"]
+            retry = f" (to try the download again, delete {args.raw} and {args.out})" \
+                if failed["stage"] == "download" else ""
+            raise DataError(failed["error"] + retry)
         return read_h5ad(args.raw), args.source or str(args.raw)
     from datasets.local_file import read_local, verify_or_record
 

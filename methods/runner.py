@@ -41,7 +41,7 @@ from methods.attempts import (
     is_resource_failure,
     method_time_limit_s,
 )
-from methods.base import IntegrationResult, killed_by_signal, peak_rss_mb
+from methods.base import DATASET_FAILED, IntegrationResult, killed_by_signal, peak_rss_mb
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VERSION_PACKAGES = [
@@ -308,7 +308,7 @@ def dataset_failure(path: str) -> str | None:
     record = json.loads(raw.decode() if isinstance(raw, bytes) else raw) if raw is not None else {}
     if record.get("status") != "failed":
         return None
-    return f"dataset failed before integration ({record.get('stage', '?')}): {record.get('error', '')}"
+    return f"{DATASET_FAILED} ({record.get('stage', '?')}): {record.get('error', '')}"
 
 
 def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] | None, seed: int,
