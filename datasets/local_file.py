@@ -135,9 +135,9 @@ def _check_keys(name: str, entry: dict) -> None:
                              f"layers: {_shown(layers)} (or counts: X)")
 
 
-def _changed_message(name: str, path: Path, sha: str, size: int, expected: str, source: str) -> str:
-    return (f"dataset '{name}': {path} changed since its sha256 was {source} (now {size} bytes, sha256 "
-            f"{sha[:12]}..., expected {expected[:12]}...)")
+def _changed_message(path: Path, sha: str, size: int, expected: str, source: str) -> str:
+    return (f"{path} changed since its sha256 was {source} (now {size} bytes, sha256 {sha[:12]}..., "
+            f"expected {expected[:12]}...)")
 
 
 def _modified_after(path: Path, recorded: str | None) -> bool:
@@ -163,8 +163,8 @@ def check_at_plan(name: str, entry: dict, lock_path: str | Path) -> None:
     sha, size = checksum(path)
     if sha != record["sha256"]:
         raise LocalFileError(
-            _changed_message(name, path, sha, size, record["sha256"],
-                             f"recorded in {lock_path} on {record.get('recorded')}")
+            f"datasets.{name}.file.path: "
+            + _changed_message(path, sha, size, record["sha256"], f"recorded in {lock_path} on {record.get('recorded')}")
             + f"; if you changed it on purpose, delete the '{name}' record from {lock_path} (the dataset "
               "and its runs are then redone), else restore the file")
 
@@ -178,16 +178,17 @@ def verify_or_record(name: str, entry: dict, lock_path: str | Path) -> str:
     sha, size = checksum(path)
     if entry["sha256"] is not None:
         if sha != entry["sha256"]:
-            raise DataError(_changed_message(name, path, sha, size, entry["sha256"],
-                                             f"given in datasets.{name}.file.sha256")
+            raise DataError(f"dataset '{name}': "
+                            + _changed_message(path, sha, size, entry["sha256"], f"given in datasets.{name}.file.sha256")
                             + "; restore the file or update that sha256")
         return sha
     record = lock_record(lock_path, name, source_id(entry))
     if record is None:
         record_in_lock(lock_path, name, source_id(entry), sha, size)
     elif sha != record["sha256"]:
-        raise DataError(_changed_message(name, path, sha, size, record["sha256"],
-                                         f"recorded in {lock_path} on {record.get('recorded')}")
+        raise DataError(f"dataset '{name}': "
+                        + _changed_message(path, sha, size, record["sha256"],
+                                           f"recorded in {lock_path} on {record.get('recorded')}")
                         + f"; if you changed it on purpose, delete the '{name}' record from {lock_path}")
     return sha
 

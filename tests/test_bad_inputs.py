@@ -223,9 +223,10 @@ def test_more_config_errors_name_the_key(tmp_path, change, needle):
 
 
 @pytest.mark.slow
-def test_dataset_failing_inside_the_workflow_names_it_and_leaves_no_output(tmp_path):
-    """A dataset that loses every cell in QC: the preprocess job fails with the reason in its log."""
-    cfg = tiny_with(lambda c: c.update(preprocess={"n_hvg": 100, "min_genes": 100000, "min_cells": 3}))
+def test_dataset_failing_inside_a_strict_workflow_names_it_and_leaves_no_output(tmp_path):
+    """strict: a dataset that loses every cell in QC fails the preprocess job, the reason in its log
+    (without strict it is recorded as a failed dataset: tests/test_own_data_and_method.py)."""
+    cfg = tiny_with(lambda c: c.update(preprocess={"n_hvg": 100, "min_genes": 100000, "min_cells": 3}, strict=True))
     cfg["out"] = str(tmp_path / "out")
     cfg["datasets"] = {"sim_base": cfg["datasets"]["sim_base"]}
     cfg.pop("scaling")
