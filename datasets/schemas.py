@@ -36,6 +36,28 @@ def _registry() -> Registry:
     return Registry().with_resources(resources)
 
 
+@functools.cache
+def _describing_nodes() -> frozenset[int]:
+    """ids of the schema objects of files flagged ``x-descriptions-say-expected`` (also when another
+    schema reaches them by $ref)."""
+    ids: set[int] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            ids.add(id(node))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for path in SCHEMA_DIR.glob("*.schema.yaml"):
+        contents = _registry().contents(path.resolve().as_uri())
+        if contents.get("x-descriptions-say-expected"):
+            walk(contents)
+    return frozenset(ids)
+
+
 def load_schema(name: str) -> dict:
     """The schema ``workflow/schemas/<name>.schema.yaml`` (with its file:// ``$id``)."""
     return _registry().contents((SCHEMA_DIR / f"{name}.schema.yaml").resolve().as_uri())
@@ -95,10 +117,10 @@ def _problem(error: jsonschema.ValidationError, root: dict, noun: str) -> tuple[
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
         return path + extra[:1], f"unknown {noun}{hint}"
     if error.validator == "propertyNames":
-        described = here.get("propertyNames", {}).get("description", "")
+        names = here.get("propertyNames", {})
+        described = names.get("x-expected") or names.get("description", "")
         return path + [error.instance], f"the name must be {described}" if described else error.message
-    expected = here.get("x-expected") or (here.get("description") if root.get("x-descriptions-say-expected")
-                                          else None)
+    expected = here.get("x-expected") or (here.get("description") if id(here) in _describing_nodes() else None)
     if expected and error.validator in ("type", "pattern", "enum", "const", "minimum", "maximum",
                                         "exclusiveMinimum", "exclusiveMaximum", "minLength", "minItems",
                                         "maxItems", "minProperties", "anyOf", "oneOf", "not"):

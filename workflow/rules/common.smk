@@ -69,7 +69,9 @@ def _validate_config(cfg):
                 registry.register(
                     name, external_spec(name, section, folder, REPO / "envs")
                 )
-            except (ExternalMethodError, KeyError) as exc:
+            except ExternalMethodError as exc:
+                _config_error(str(exc))
+            except KeyError as exc:
                 _config_error(f"methods.{name}: {exc.args[0]}")
         elif name not in registry.METHODS:
             _config_error(
