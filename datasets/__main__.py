@@ -3,12 +3,15 @@
 Subcommands: ``simulate``, ``download``, ``preprocess``, ``subsample`` (see ``--help`` of each).
 Outputs are written atomically (temporary file in the same folder, then ``os.replace``), so a
 failed call leaves no output. Bad data exits with status 2 and one line ``error: ...`` on
-stderr (no traceback); other failures keep their traceback.
+stderr (no traceback); other failures keep their traceback. With ``--record-failure`` (what the
+workflow passes unless ``strict: true``) bad data and failed downloads are recorded instead: the
+output is a failed-dataset record (datasets/failure.py) and the exit status 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -56,18 +59,20 @@ def read_h5ad(path: str):
 
 def cmd_simulate(args: argparse.Namespace) -> None:
     from datasets import write_h5ad_atomic
-    from datasets.simulate import simulate
+    from datasets.simulate import describe_cells, simulate
 
     adata = simulate(scenario=args.scenario, seed=args.seed, n_cells=args.n_cells, n_genes=args.n_genes,
                      n_batches=args.n_batches)
     write_h5ad_atomic(adata, args.out)
+    print(describe_cells(adata), file=sys.stderr)
 
 
 def cmd_download(args: argparse.Namespace) -> None:
     import logging
 
-    from datasets.download import fetch, load_registry
+    from datasets.download import fetch
     from datasets.ingest import DataError
+    from datasets.registry import load_registry
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     registry = load_registry(Path(args.registry))
@@ -76,23 +81,52 @@ def cmd_download(args: argparse.Namespace) -> None:
     fetch(args.name, registry[args.name], Path(args.out), Path(args.lock), registry=registry)
 
 
+def read_source(args: argparse.Namespace):
+    """The raw AnnData and its provenance text: a raw h5ad (--raw) or a local file (--file-entry)."""
+    import tempfile
+
+    from datasets.failure import failed_dataset
+    from datasets.ingest import DataError
+
+    if args.file_entry is None:
+        failed = failed_dataset(args.raw) if Path(args.raw).is_file() else None
+        if failed:  # passed on with the stage that failed
+            args.stage = failed["stage"]
+            retry = f" (to try the download again, delete {args.raw} and {args.out})" \
+                if failed["stage"] == "download" else ""
+            raise DataError(failed["error"] + retry)
+        return read_h5ad(args.raw), args.source or str(args.raw)
+    from datasets.local_file import read_local, verify_or_record
+
+    entry = json.loads(args.file_entry)
+    sha = verify_or_record(args.name, entry, args.lock)
+    with tempfile.TemporaryDirectory(dir=Path(args.out).parent, prefix=f".{args.name}-read-") as workdir:
+        raw = read_local(args.name, entry, Path(workdir))
+    return raw, args.source or f"{entry['path']} (sha256 {sha})"
+
+
 def cmd_preprocess(args: argparse.Namespace) -> None:
     from datasets import write_h5ad_atomic
     from datasets.preprocess import preprocess
 
-    raw = read_h5ad(args.raw)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    raw, source = read_source(args)
     adata = preprocess(raw, name=args.name, batch_key=args.batch_key, label_key=args.label_key,
                        system_key=args.system_key, counts=args.counts, counts_integer=args.counts_integer,
                        duplicate_cells=args.duplicate_cells, n_hvg=args.n_hvg, min_genes=args.min_genes,
-                       min_cells=args.min_cells, n_pcs=args.n_pcs, seed=args.seed,
-                       source=args.source or str(args.raw))
+                       min_cells=args.min_cells, n_pcs=args.n_pcs, seed=args.seed, source=source)
     write_h5ad_atomic(adata, args.out)
 
 
 def cmd_subsample(args: argparse.Namespace) -> None:
     from datasets import write_h5ad_atomic
+    from datasets.failure import failed_dataset, write_failed_dataset
     from datasets.preprocess import subsample
 
+    failed = failed_dataset(args.data) if Path(args.data).is_file() else None
+    if failed:  # the scaling runs of a failed dataset are recorded as failed, like its other runs
+        write_failed_dataset(args.out, failed["name"], failed["stage"], failed["error"])
+        return
     write_h5ad_atomic(subsample(read_h5ad(args.data), args.n, args.seed), args.out)
 
 
@@ -107,17 +141,25 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--n-genes", type=int, default=10000)
     sim.add_argument("--n-batches", type=int, default=2)
     sim.add_argument("--out", required=True, help="raw h5ad to write")
-    sim.set_defaults(func=cmd_simulate)
+    sim.add_argument("--name", help="dataset name (in a failure record; default: the --out file name)")
+    sim.add_argument("--record-failure", action="store_true",
+                     help="a simulation that keeps no cell: write a failed-dataset record to --out and exit 0")
+    sim.set_defaults(func=cmd_simulate, stage="simulate")
 
     dl = sub.add_parser("download", help="download a registry dataset -> raw h5ad")
     dl.add_argument("--name", required=True)
     dl.add_argument("--registry", default="config/datasets.yaml")
     dl.add_argument("--out", required=True)
     dl.add_argument("--lock", default="config/datasets.lock")
-    dl.set_defaults(func=cmd_download)
+    dl.add_argument("--record-failure", action="store_true",
+                    help="a failed download: write a failed-dataset record to --out and exit 0")
+    dl.set_defaults(func=cmd_download, stage="download")
 
     pre = sub.add_parser("preprocess", help="validate + QC + normalize + HVG + PCA -> preprocessed h5ad")
-    pre.add_argument("--raw", required=True)
+    source = pre.add_mutually_exclusive_group(required=True)
+    source.add_argument("--raw", help="raw h5ad (simulated or downloaded)")
+    source.add_argument("--file-entry", help="a file: dataset's registry entry (JSON; datasets/local_file.py)")
+    pre.add_argument("--lock", default="config/datasets.lock", help="lock file recording a local file's sha256")
     pre.add_argument("--out", required=True)
     pre.add_argument("--name", required=True, help="dataset name (used in messages and provenance)")
     pre.add_argument("--batch-key", required=True)
@@ -133,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--n-pcs", type=int, default=50)
     pre.add_argument("--seed", type=int, default=0)
     pre.add_argument("--source", default="", help="provenance text (default: the raw path)")
-    pre.set_defaults(func=cmd_preprocess)
+    pre.add_argument("--record-failure", action="store_true",
+                     help="bad data: write a failed-dataset record to --out and exit 0")
+    pre.set_defaults(func=cmd_preprocess, stage="preprocess")
 
     subs = sub.add_parser("subsample", help="batch-stratified subsample of a preprocessed h5ad")
     subs.add_argument("--data", required=True)
@@ -146,14 +190,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from datasets.download import DownloadError, RegistryError
+    from datasets.download import DownloadError
     from datasets.ingest import DataError
+    from datasets.lock import LockFileError
+    from datasets.registry import RegistryError
 
     try:
         args.func(args)
-    except (DataError, DownloadError, RegistryError) as err:
+    except (DataError, DownloadError, RegistryError, LockFileError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_DATA_ERROR
+        if not getattr(args, "record_failure", False):
+            return EXIT_DATA_ERROR
+        from datasets.failure import write_failed_dataset
+
+        write_failed_dataset(args.out, args.name or Path(args.out).stem, args.stage, str(err))
+        print(f"recorded as a failed dataset in {args.out}: its runs are recorded as failed", file=sys.stderr)
     return 0
 
 

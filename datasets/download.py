@@ -1,7 +1,4 @@
-"""Dataset downloads: the registry validator and ``fetch``.
-
-``load_registry(path)`` reads ``config/datasets.yaml`` and checks every entry (fields, types,
-URLs, cross-field rules), raising ``RegistryError`` naming the entry and the field.
+"""Dataset downloads: ``fetch`` (the registry itself is read by datasets/registry.py).
 
 ``fetch(name, entry, dest, lock_path)`` turns one registry entry into a raw h5ad at ``dest``
 (``{out}/data/raw/{dataset}.h5ad``) with the dataset's original obs/var keys:
@@ -33,8 +30,6 @@ received.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import http.client
 import importlib.util
@@ -49,13 +44,12 @@ import urllib.error
 import urllib.request
 import warnings
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import yaml
+from datasets.lock import lock_record, record_in_lock
+from datasets.registry import validate_entry
 
 log = logging.getLogger(__name__)
 
@@ -109,307 +103,6 @@ class NotGzipError(UnexpectedPayloadError):
 
 class PayloadContentError(DownloadError):
     """The payload is the right file type but lacks what the entry needs (member, matrix, cells)."""
-
-
-class RegistryError(ValueError):
-    """A registry entry is missing a field or has a malformed value."""
-
-
-# ----------------------------------------------------------------------------- registry
-
-REQUIRED_FIELDS = (
-    "url", "mirrors", "sha256", "size", "format", "batch_key", "label_key", "system_key",
-    "counts", "counts_integer", "expected_cells", "papers", "notes",
-)
-OPTIONAL_FIELDS: dict[str, Any] = {"derive": None, "parts": None, "bundled": None, "genome": None}
-PART_REQUIRED = ("url", "batch")
-PART_OPTIONAL: dict[str, Any] = {"mirrors": [], "sha256": None, "size": None}
-PLAIN_FORMATS = ("h5ad", "10x_h5", "10x_mtx_tar_gz")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-URL_RE = re.compile(r"^https?://[^\s/]+(/\S*)?$")
-COUNTS_RE = re.compile(r"^(X|layers/[A-Za-z0-9_.-]+)$")
-ZIP_FORMAT_RE = re.compile(r"^zip:\S+\.h5ad$")
-BUNDLED_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:\S+$")
-
-
-def _url_problem(value: Any) -> str | None:
-    """Why ``value`` is not an http(s) URL, or None when it is one."""
-    if isinstance(value, str) and URL_RE.match(value):
-        return None
-    return f"must be an http:// or https:// URL, got {value!r}"
-
-
-def _url_list_problem(value: Any) -> str | None:
-    """Why ``value`` is not a list of http(s) URLs, or None."""
-    if not isinstance(value, list):
-        return f"must be a list of URLs, got {value!r}"
-    for item in value:
-        problem = _url_problem(item)
-        if problem:
-            return f"list item {problem}"
-    return None
-
-
-def _sha256_problem(value: Any) -> str | None:
-    if value is None or (isinstance(value, str) and SHA256_RE.match(value)):
-        return None
-    return f"must be null or 64 lowercase hex digits, got {value!r}"
-
-
-def _size_problem(value: Any) -> str | None:
-    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-        return None
-    return f"must be null or a positive integer (bytes), got {value!r}"
-
-
-def _optional_str_problem(value: Any) -> str | None:
-    if value is None or (isinstance(value, str) and value.strip()):
-        return None
-    return f"must be null or a non-empty string, got {value!r}"
-
-
-def _required_str_problem(value: Any) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return None
-    return f"must be a non-empty string, got {value!r}"
-
-
-def _format_problem(value: Any) -> str | None:
-    if value in PLAIN_FORMATS or (isinstance(value, str) and ZIP_FORMAT_RE.match(value)):
-        return None
-    return f"must be one of {', '.join(PLAIN_FORMATS)} or zip:<member>.h5ad, got {value!r}"
-
-
-def _counts_problem(value: Any) -> str | None:
-    if value is None or (isinstance(value, str) and COUNTS_RE.match(value)):
-        return None
-    return f"must be 'X', 'layers/<name>' or null (no counts in the file), got {value!r}"
-
-
-def _bool_problem(value: Any) -> str | None:
-    return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
-
-
-def _cells_problem(value: Any) -> str | None:
-    return _size_problem(value) and f"must be null or a positive integer (cells), got {value!r}"
-
-
-def _papers_problem(value: Any) -> str | None:
-    if isinstance(value, list) and all(isinstance(p, str) and p.strip() for p in value):
-        return None
-    return f"must be a list of paper names, got {value!r}"
-
-
-def _notes_problem(value: Any) -> str | None:
-    return None if isinstance(value, str) else f"must be a string (one line of caveats), got {value!r}"
-
-
-def _bundled_problem(value: Any) -> str | None:
-    if value is None or (isinstance(value, str) and BUNDLED_RE.match(value)):
-        return None
-    return f"must be null or '<package>:<path inside the package>', got {value!r}"
-
-
-FIELD_CHECKS = {
-    "url": lambda v: None if v is None else _url_problem(v),
-    "mirrors": _url_list_problem,
-    "sha256": _sha256_problem,
-    "size": _size_problem,
-    "format": _format_problem,
-    "batch_key": _optional_str_problem,
-    "label_key": _optional_str_problem,
-    "system_key": _optional_str_problem,
-    "counts": _counts_problem,
-    "counts_integer": _bool_problem,
-    "expected_cells": _cells_problem,
-    "papers": _papers_problem,
-    "notes": _notes_problem,
-    "bundled": _bundled_problem,
-    "genome": _optional_str_problem,
-}
-
-
-def _fail(where: str, name: str, field: str | None, problem: str) -> RegistryError:
-    """A RegistryError naming the registry file, the entry and the field."""
-    at = f"entry '{name}'" + (f", field '{field}'" if field else "")
-    return RegistryError(f"{where}: {at}: {problem}")
-
-
-def _validate_part(where: str, name: str, index: int, part: Any) -> dict:
-    """Check one item of ``parts`` and return it with optional fields filled in."""
-    field = f"parts[{index}]"
-    if not isinstance(part, dict):
-        raise _fail(where, name, field, f"must be a mapping with url and batch, got {part!r}")
-    unknown = sorted(set(part) - set(PART_REQUIRED) - set(PART_OPTIONAL))
-    if unknown:
-        raise _fail(where, name, field, f"unknown field(s) {unknown}")
-    for key in PART_REQUIRED:
-        if key not in part:
-            raise _fail(where, name, f"{field}.{key}", "is missing")
-    out = {**PART_OPTIONAL, **part}
-    checks = {"url": _url_problem, "batch": _required_str_problem, "mirrors": _url_list_problem,
-              "sha256": _sha256_problem, "size": _size_problem}
-    for key, check in checks.items():
-        problem = check(out[key])
-        if problem:
-            raise _fail(where, name, f"{field}.{key}", problem)
-    return out
-
-
-def _validate_derive(where: str, name: str, derive: Any) -> dict:
-    """Check ``derive: {from: <entry>, drop: {obs column: value or [values]}}``."""
-    if not isinstance(derive, dict) or set(derive) != {"from", "drop"}:
-        raise _fail(where, name, "derive", f"must be a mapping with exactly 'from' and 'drop', got {derive!r}")
-    if not isinstance(derive["from"], str) or not derive["from"]:
-        raise _fail(where, name, "derive.from", f"must name another entry, got {derive['from']!r}")
-    drop = derive["drop"]
-    if not isinstance(drop, dict) or not drop:
-        raise _fail(where, name, "derive.drop", f"must be a non-empty mapping obs column -> value(s), got {drop!r}")
-    for column, values in drop.items():
-        items = values if isinstance(values, list) else [values]
-        if not items or not all(isinstance(v, str | int | float | bool) for v in items):
-            raise _fail(where, name, f"derive.drop.{column}", f"must be a value or a list of values, got {values!r}")
-    return derive
-
-
-def _check_sources(where: str, name: str, entry: dict) -> None:
-    """Cross-field rules: exactly one of url / parts / derive (bundled may come with a url)."""
-    sources = [k for k in ("url", "parts", "derive") if entry[k] is not None]
-    if entry["bundled"] is not None and entry["url"] is None and not sources:
-        sources = ["bundled"]
-    if len(sources) != 1:
-        raise _fail(where, name, None, f"needs exactly one of url, parts, derive (bundled may add to url); got {sources or 'none'}")
-    if entry["mirrors"] and entry["url"] is None:
-        raise _fail(where, name, "mirrors", "mirrors need a url (parts carry their own mirrors)")
-    if entry["bundled"] is not None and entry["sha256"] is None:
-        raise _fail(where, name, "sha256", "a bundled file needs a published sha256 to be verified")
-    if entry["parts"] is not None:
-        if entry["batch_key"] is None:
-            raise _fail(where, name, "batch_key", "an entry with parts needs a batch_key (the column the parts' batches go to)")
-        if entry["sha256"] is not None or entry["size"] is not None:
-            raise _fail(where, name, "sha256", "an entry with parts takes sha256/size per part, not at the entry level")
-    if entry["derive"] is not None and entry["format"] != "h5ad":
-        raise _fail(where, name, "format", f"a derived entry is written as h5ad; format must be 'h5ad', got {entry['format']!r}")
-    if entry["genome"] is not None and not entry["format"].startswith("10x"):
-        raise _fail(where, name, "genome", "genome only applies to 10x formats")
-
-
-def validate_entry(name: Any, entry: Any, where: str = "dataset registry") -> dict:
-    """Check one registry entry and return a copy with the optional fields filled in.
-
-    Raises ``RegistryError`` naming ``where`` (the registry file), the entry and the field.
-    References between entries (``derive.from``) are checked by ``load_registry``.
-    """
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise _fail(where, str(name), None, "the entry name must be letters, digits, '_', '.', '-' (it becomes a file name)")
-    if not isinstance(entry, dict):
-        raise _fail(where, name, None, f"must be a mapping of fields, got {type(entry).__name__}")
-    unknown = sorted(set(entry) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS))
-    if unknown:
-        raise _fail(where, name, unknown[0], f"unknown field (allowed: {', '.join(REQUIRED_FIELDS + tuple(OPTIONAL_FIELDS))})")
-    for field in REQUIRED_FIELDS:
-        if field not in entry:
-            raise _fail(where, name, field, "is missing")
-    out = {**OPTIONAL_FIELDS, **entry}
-    for field, check in FIELD_CHECKS.items():
-        problem = check(out[field])
-        if problem:
-            raise _fail(where, name, field, problem)
-    if out["parts"] is not None:
-        if not isinstance(out["parts"], list) or not out["parts"]:
-            raise _fail(where, name, "parts", f"must be a non-empty list of {{url, batch}}, got {out['parts']!r}")
-        out["parts"] = [_validate_part(where, name, i, p) for i, p in enumerate(out["parts"])]
-        batches = [p["batch"] for p in out["parts"]]
-        if len(set(batches)) != len(batches):
-            raise _fail(where, name, "parts", f"batch names must be unique, got {batches}")
-    if out["derive"] is not None:
-        out["derive"] = _validate_derive(where, name, out["derive"])
-    _check_sources(where, name, out)
-    return out
-
-
-def _check_derive_graph(where: str, entries: dict[str, dict]) -> None:
-    """Every ``derive.from`` names an entry; no entry derives from itself, directly or not."""
-    for name, entry in entries.items():
-        seen = [name]
-        current = entry
-        while current["derive"] is not None:
-            source = current["derive"]["from"]
-            if source not in entries:
-                raise _fail(where, name, "derive.from", f"names no entry of the registry: {source!r}")
-            if source in seen:
-                raise _fail(where, name, "derive.from", f"derivation cycle {' -> '.join(seen + [source])}")
-            seen.append(source)
-            current = entries[source]
-
-
-def load_registry(path: str | Path) -> dict[str, dict]:
-    """Read and validate the dataset registry (``datasets: {name: entry}``); return name -> entry."""
-    path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise RegistryError(f"{path}: cannot read the dataset registry: {err}") from err
-    except yaml.YAMLError as err:
-        raise RegistryError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(document, dict) or not isinstance(document.get("datasets"), dict) or not document["datasets"]:
-        raise RegistryError(f"{path}: expected a top-level mapping 'datasets:' with at least one entry")
-    entries = {name: validate_entry(name, entry, str(path)) for name, entry in document["datasets"].items()}
-    _check_derive_graph(str(path), entries)
-    return entries
-
-
-# ----------------------------------------------------------------------------- lock file
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock beside the lock file (parallel Snakemake jobs share it)."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{lock_path}.flock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def read_lock(lock_path: str | Path) -> dict[str, dict[str, dict]]:
-    """The lock file as {dataset: {url: {sha256, size, recorded}}}; empty when absent."""
-    lock_path = Path(lock_path)
-    if not lock_path.exists():
-        return {}
-    try:
-        document = yaml.safe_load(lock_path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise RegistryError(f"{lock_path}: the download lock file is not valid YAML: {err}") from err
-    if not isinstance(document, dict):
-        raise RegistryError(f"{lock_path}: the download lock file must map dataset -> url -> record")
-    return document
-
-
-def _lock_record(lock_path: Path, name: str, url: str) -> dict | None:
-    """The recorded {sha256, size, recorded} for (dataset, url), or None."""
-    with _locked(lock_path):
-        records = read_lock(lock_path).get(name) or {}
-    record = records.get(url) if isinstance(records, dict) else None
-    if record is not None and not (isinstance(record, dict) and SHA256_RE.match(str(record.get("sha256")))):
-        raise RegistryError(f"{lock_path}: record for dataset '{name}', url {url} has no valid sha256: {record!r}")
-    return record
-
-
-def _record_in_lock(lock_path: Path, name: str, url: str, sha256: str, size: int) -> None:
-    """Add the first download's sha256 + size for (dataset, url); written atomically."""
-    with _locked(lock_path):
-        document = read_lock(lock_path)
-        document.setdefault(name, {})[url] = {
-            "sha256": sha256, "size": size, "recorded": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-        header = "# sha256 + size of first downloads of datasets without a published checksum (datasets/download.py)\n"
-        tmp = lock_path.with_name(f".{lock_path.name}.{os.getpid()}.tmp")
-        tmp.write_text(header + yaml.safe_dump(document, sort_keys=True))
-        os.replace(tmp, lock_path)
 
 
 # ----------------------------------------------------------------------------- HTTP transfer
@@ -642,7 +335,7 @@ def _verify(name: str, url: str, part: Path, kind: PayloadKind, received: _Recei
 def _download_verified(name: str, url: str, part: Path, kind: PayloadKind, policy: Policy,
                        sha256: str | None, size: int | None, lock_path: Path) -> Path:
     """Download ``url`` into ``part`` and verify it against the registry or the lock file."""
-    record = None if sha256 is not None else _lock_record(lock_path, name, url)
+    record = None if sha256 is not None else lock_record(lock_path, name, url)
     if sha256 is not None:
         expected_sha, expected_size, source = sha256, size, "published in the registry"
     elif record is not None:
@@ -655,7 +348,7 @@ def _download_verified(name: str, url: str, part: Path, kind: PayloadKind, polic
     received = _download_url(name, url, part, kind, policy)
     got_sha, got_size = _verify(name, url, part, kind, received, expected_sha, expected_size, source)
     if sha256 is None and record is None:
-        _record_in_lock(lock_path, name, url, got_sha, got_size)
+        record_in_lock(lock_path, name, url, got_sha, got_size)
         log.info("dataset %s: recorded sha256 %s (%d bytes) of %s in %s", name, got_sha, got_size, url, lock_path)
     return part
 
@@ -739,8 +432,9 @@ def _read_10x_mtx_tar(name: str, url: str, archive: Path, genome: str | None, wo
     return sc.read_10x_mtx(folders[0])
 
 
-def _read_payload(name: str, url: str, fmt: str, payload: Path, genome: str | None, workdir: Path) -> Any:
-    """Read a verified payload of any format into an AnnData (counts as delivered)."""
+def read_payload(name: str, url: str, fmt: str, payload: Path, genome: str | None, workdir: Path) -> Any:
+    """Read a verified payload of any format into an AnnData (counts as delivered); ``url`` names
+    it in messages."""
     import anndata as ad
     import scanpy as sc  # see _read_10x_mtx_tar on the lazy import
 
@@ -759,6 +453,11 @@ def _read_payload(name: str, url: str, fmt: str, payload: Path, genome: str | No
         return adata
     if fmt == "10x_mtx_tar_gz":
         return _read_10x_mtx_tar(name, url, payload, genome, workdir)
+    if fmt == "10x_mtx":  # a local folder (file: datasets)
+        try:
+            return sc.read_10x_mtx(payload)
+        except (OSError, ValueError, KeyError) as err:
+            raise PayloadContentError(f"dataset '{name}': {url} is not a readable 10x matrix folder: {err}") from err
     raise ValueError(f"unknown dataset format {fmt!r}")
 
 
@@ -772,7 +471,7 @@ def _materialize(name: str, entry: dict, url: str, payload: Path, dest: Path) ->
         _extract_zip_member(name, url, payload, fmt[len("zip:"):], dest)
     else:
         with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{name}-unpack-") as workdir:
-            adata = _read_payload(name, url, fmt, payload, entry["genome"], Path(workdir))
+            adata = read_payload(name, url, fmt, payload, entry["genome"], Path(workdir))
             _write_h5ad_atomic(adata, dest)
     payload.unlink(missing_ok=True)
 
@@ -790,7 +489,7 @@ def _fetch_parts(name: str, entry: dict, dest: Path, lock_path: Path, policy: Po
             payload, url = _download_first(name, urls, dest, kind, policy, part["sha256"], part["size"], lock_path)
             partdir = Path(workdir) / str(index)
             partdir.mkdir()
-            adatas[part["batch"]] = _read_payload(name, url, entry["format"], payload, entry["genome"], partdir)
+            adatas[part["batch"]] = read_payload(name, url, entry["format"], payload, entry["genome"], partdir)
             payloads.append(payload)
         # Inner join: parts of one dataset share a reference; genes missing from a part are dropped.
         combined = ad.concat(adatas, join="inner", label=entry["batch_key"], index_unique="-", merge="same")

@@ -116,7 +116,9 @@ def make_names_unique(adata: ad.AnnData, dataset: str, duplicate_cells: str, not
         names = pd.unique(adata.obs_names[cells_dup])
         what = f"{int(cells_dup.sum())} cells share {len(names)} duplicated names (e.g. {_preview(names)})"
         if duplicate_cells != "make_unique":
-            raise _fail(dataset, f"{what}; set duplicate_cells: make_unique to rename them")
+            raise _fail(dataset, f"{what}; to rename them (name-1, name-2, ...), set "
+                                 f"datasets.{dataset}.preprocess.duplicate_cells: make_unique in the config "
+                                 "(preprocess.duplicate_cells for every dataset)")
         adata.obs_names_make_unique()
         notes.append(f"{what}: cell names made unique")
     genes_dup = adata.var_names.duplicated(keep=False)

@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="attempts Snakemake makes in all; out of memory or time before the last exits 75")
     run.add_argument("--time-limit-s", type=float, default=None,
                      help="stop the method after this long (default: before a SLURM job's time limit)")
+    run.add_argument("--external", default=None,
+                     help="your own method's MethodSpec as JSON (the workflow passes it; methods/external.py)")
     sub.add_parser("list", help="list registered methods")
     args = parser.parse_args(argv)
 
@@ -41,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     except json.JSONDecodeError as exc:
         print(f"error: --params is not valid JSON ({exc})", file=sys.stderr)
         return 2
+    if args.external:
+        registry.register(args.method, registry.MethodSpec(**json.loads(args.external)))
     from methods.attempts import RETRY_EXIT_CODE, RetryRun
-    from methods.runner import DataFileError
+    from methods.runner import DataFileError, OutputFolderError
     from methods.runner import run as run_one
 
     try:
@@ -50,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                        device=args.device, threads=args.threads, label_missing=args.label_missing,
                        strict=args.strict, max_mem_mb=args.max_mem_mb, attempt=args.attempt,
                        attempts=args.attempts, time_limit_s=args.time_limit_s)
-    except DataFileError as exc:
+    except (DataFileError, OutputFolderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except RetryRun as exc:

@@ -58,6 +58,10 @@ def killed_by_signal(returncode: int) -> str:
     return f"killed by signal {-returncode} ({name}{': ' + hint if hint else ''})"
 
 
+# How a run of a failed dataset (a record of bad data, datasets/failure.py) starts its error.
+DATASET_FAILED = "dataset failed before integration"
+
+
 class ParamError(ValueError):
     """A hyperparameter value a method cannot accept (message names the parameter)."""
 

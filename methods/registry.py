@@ -2,25 +2,36 @@
 
 The Snakefile reads it at plan time (output type, GPU, conda env, parameter names for config
 validation); the runner reads it to merge defaults and reject unknown parameters. Adding a
-method = one module exposing ``integrate`` (see ``methods/base.py``) + one entry here.
+method = one module exposing ``integrate`` (see ``methods/base.py``) + one entry here, or,
+without touching the repo, a ``module:`` in the config (methods/external.py), which the
+Snakefile and the runner ``register``.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+OUTPUTS = ("embedding", "graph", "corrected")
+INPUTS = ("lognorm", "counts")
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    module: str  # python module with integrate()
+    module: str  # python module with integrate(), or the absolute path of a .py file (your own method)
     output: str  # "embedding" | "graph" | "corrected"
     input: str  # "lognorm" (X) | "counts" (layers["counts"])
-    env: str  # conda env file in envs/ (without .yaml)
+    env: str  # conda env file in envs/ (without .yaml), or the absolute path of an env file
     gpu: bool = False  # deep model: rule requests resources gpu=1, runs on CPU without one
     supervised: bool = False  # uses cell-type labels (label_missing applies)
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    external: bool = False  # named in the config (module:), not in METHODS below
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -129,3 +140,25 @@ def merge_params(name: str, params: dict[str, Any] | None) -> dict[str, Any]:
             f"known: {', '.join(sorted(spec.defaults)) or '(none)'}"
         )
     return {**spec.defaults, **params}
+
+
+def register(name: str, spec: MethodSpec) -> None:
+    """Add your own method (methods/external.py) under ``name``; a built-in name is refused."""
+    if name in METHODS and not METHODS[name].external:
+        raise KeyError(f"'{name}' is a built-in method; give your own method another name")
+    METHODS[name] = spec
+
+
+def load_module(name: str) -> ModuleType:
+    """The module holding ``integrate`` of method ``name`` (a .py file is loaded from its path, with
+    its folder first on sys.path so that it can import the files beside it)."""
+    spec = get(name)
+    if not spec.module.endswith(".py"):
+        return importlib.import_module(spec.module)
+    path = Path(spec.module)
+    sys.path.insert(0, str(path.parent))
+    loader_spec = importlib.util.spec_from_file_location(f"external_method_{name}", path)
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[loader_spec.name] = module
+    loader_spec.loader.exec_module(module)
+    return module

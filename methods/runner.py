@@ -41,7 +41,7 @@ from methods.attempts import (
     is_resource_failure,
     method_time_limit_s,
 )
-from methods.base import IntegrationResult, killed_by_signal, peak_rss_mb
+from methods.base import DATASET_FAILED, IntegrationResult, killed_by_signal, peak_rss_mb
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VERSION_PACKAGES = [
@@ -238,7 +238,7 @@ def _integrate_and_write(job: dict[str, Any]) -> None:
         torch.set_num_threads(threads)
     seed_everything(job["seed"])
     device = job["info"]["device"]
-    module = importlib.import_module(spec.module)
+    module = registry.load_module(job["method"])
     t0 = time.perf_counter()
     result: IntegrationResult = module.integrate(
         data, batch_key="batch", label_key="label", params=job["params"], seed=job["seed"], device=device
@@ -267,6 +267,24 @@ class DataFileError(ValueError):
     """The dataset file itself cannot be read (a data problem, not a method failure)."""
 
 
+class OutputFolderError(OSError):
+    """The run file's folder cannot be written: nothing can be recorded there."""
+
+
+def check_output_folder(folder: Path) -> None:
+    """Create ``folder`` and make sure a file can be written in it; ``OutputFolderError`` naming it
+    otherwise (without this, the run and its failure record both fail with tracebacks)."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise OutputFolderError(f"cannot write the run file in {folder} ({exc.strerror or exc}); make the output "
+                                "folder writable (chmod -R u+w, or mount it read-write) and run again") from None
+
+
 def check_data_file(path: str) -> int:
     """Number of cells of a readable h5ad; ``DataFileError`` naming the file otherwise."""
     import h5py
@@ -278,6 +296,19 @@ def check_data_file(path: str) -> int:
             return int(obs[index].shape[0])
     except (OSError, KeyError) as exc:
         raise DataFileError(f"cannot read dataset '{path}' as h5ad: {exc}") from None
+
+
+def dataset_failure(path: str) -> str | None:
+    """The error of a failed-dataset record (docs/contracts.md: bad data recorded by the data
+    stage), else None."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        raw = f["uns"]["dataset_json"][()] if "uns" in f and "dataset_json" in f["uns"] else None
+    record = json.loads(raw.decode() if isinstance(raw, bytes) else raw) if raw is not None else {}
+    if record.get("status") != "failed":
+        return None
+    return f"{DATASET_FAILED} ({record.get('stage', '?')}): {record.get('error', '')}"
 
 
 def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] | None, seed: int,
@@ -293,6 +324,7 @@ def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] |
     t_start = time.perf_counter()
     out_path = Path(out)
     check_data_file(data)  # a broken dataset is an input error: no run file is written
+    check_output_folder(out_path.parent)
     info: dict[str, Any] = {
         "method": method, "setting": setting, "seed": int(seed), "params": {},
         "label_missing": float(label_missing), "threads": int(threads), "data": str(data),
@@ -307,6 +339,9 @@ def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] |
         info["device"] = resolve_device(device, spec.gpu)
     except (KeyError, ValueError) as exc:
         info["error"] = f"{type(exc).__name__}: {exc.args[0] if exc.args else exc}"
+        return _record_failure(out_path, data, info, t_start, strict)
+    info["error"] = dataset_failure(data) or ""
+    if info["error"]:
         return _record_failure(out_path, data, info, t_start, strict)
 
     job = {

@@ -12,6 +12,8 @@ import csv
 import json
 from pathlib import Path
 
+from methods.base import DATASET_FAILED
+
 MAX_LISTED = 10
 
 
@@ -52,6 +54,19 @@ def study_records(out: Path) -> list[dict]:
     return _records_from_files(files)
 
 
+def _failed_datasets(failed: list[dict]) -> list[str]:
+    """One line per failed dataset (bad data recorded by the data stage) instead of one per run."""
+    errors: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for rec in failed:
+        error = " ".join(str(rec.get("error") or "").split())
+        if error.startswith(DATASET_FAILED):
+            dataset = _run_name(rec).split(" ", 1)[0]
+            errors.setdefault(dataset, error.removeprefix(DATASET_FAILED).strip())
+            counts[dataset] = counts.get(dataset, 0) + 1
+    return [f"  failed dataset: {d} ({counts[d]} runs): {errors[d][:300]}" for d in errors]
+
+
 def summary_lines(out: str | Path, finished: bool) -> list[str]:
     """Lines for the end of a Snakemake invocation (``finished``: it ended without a failed job)."""
     out = Path(out)
@@ -63,6 +78,8 @@ def summary_lines(out: str | Path, finished: bool) -> list[str]:
     failed = [r for r in records if r.get("status") != "ok"]
     head = "Study finished" if finished else "Snakemake stopped with failed jobs (their errors are above)"
     lines = [f"{head}: {len(records)} integration runs recorded, {len(failed)} failed."]
+    lines += _failed_datasets(failed)
+    failed = [r for r in failed if not str(r.get("error") or "").startswith(DATASET_FAILED)]
     for rec in failed[:MAX_LISTED]:
         error = " ".join(str(rec.get("error") or "").split())
         lines.append(f"  failed: {_run_name(rec)}: {error[:200]}")

@@ -47,6 +47,36 @@ def read_run_record(path: str | Path) -> dict:
     return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
 
 
+def _damaged(path: Path, redo: str, exc: Exception) -> dict:
+    """The record of a run whose file cannot be read: failed, with the file and what to do."""
+    reason = " ".join(str(exc).split())[:160]
+    error = f"damaged file: delete {path} and run Snakemake again to {redo} ({type(exc).__name__}: {reason})"
+    print(f"error: {error}", file=sys.stderr)
+    return {"status": "failed", "error": error}
+
+
+def run_record_or_failure(path: Path) -> dict:
+    """The run record, or a failed record naming the file when it is missing or damaged; one bad
+    file never stops the tables of the other runs."""
+    if not path.exists():
+        return {"status": "failed", "error": "run file missing"}
+    try:
+        return read_run_record(path)
+    except (OSError, KeyError, ValueError) as exc:
+        return _damaged(path, "redo the run", exc)
+
+
+def metrics_or_failure(path: Path) -> dict:
+    """metrics.json's content, or a failed record naming the file when it cannot be read."""
+    try:
+        content = json.loads(path.read_text())
+        if not isinstance(content, dict):
+            raise ValueError(f"a JSON {type(content).__name__}, not an object")
+        return content
+    except (OSError, ValueError) as exc:
+        return _damaged(path, "score the run again", exc)
+
+
 def run_identity(run_path: Path) -> dict:
     """dataset/method/setting/seed from .../runs/{dataset}/{method}/{setting}/seed{seed}/run.h5ad."""
     seed_dir = run_path.parent
@@ -74,8 +104,8 @@ def build_tables(metric_files: list[str], selection: dict) -> dict[str, pd.DataF
         mf = Path(mf)
         run_path = mf.with_name("run.h5ad")
         ident = run_identity(run_path)
-        rec = read_run_record(run_path) if run_path.exists() else {"status": "failed", "error": "run file missing"}
-        m = json.loads(mf.read_text())
+        rec = run_record_or_failure(run_path)
+        m = metrics_or_failure(mf)
         status = "ok" if rec.get("status") == "ok" and m.get("status", "ok") == "ok" else "failed"
         error = rec.get("error") or m.get("error") or ""
         lm = float(rec.get("label_missing", m.get("label_missing", 0.0)) or 0.0)
@@ -139,7 +169,7 @@ def scaling_table(run_files: list[str], benchmarks_root: str, dataset: str) -> p
         rf = Path(rf)
         n = int(rf.parent.name.removeprefix("n"))
         method = rf.parent.parent.name
-        rec = read_run_record(rf) if rf.exists() else {"status": "failed", "error": "run file missing"}
+        rec = run_record_or_failure(rf)
         bench = Path(benchmarks_root) / dataset / method / f"n{n}.tsv"
         s = rss = np.nan
         if bench.exists():

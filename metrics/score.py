@@ -116,20 +116,33 @@ class DataCache:
     """The preprocessed dataset and what every run of it shares (e.g. Moran's I reference)."""
 
     def __init__(self, path: str | Path, opts: dict[str, Any]):
-        import anndata as ad
-
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"data file {self.path} does not exist")
-        self.adata = ad.read_h5ad(self.path)
-        for key in (opts["batch_key"], opts["label_key"]):
-            if key not in self.adata.obs:
-                raise KeyError(f"data file {self.path}: obs has no column {key!r}")
-        if "X_pca" not in self.adata.obsm:
-            raise KeyError(f"data file {self.path}: obsm has no 'X_pca' (the unintegrated embedding)")
         self.opts = opts
+        self._adata = None
         self._moransi: dict[str, list] = {}
         self._pseudo: dict[str, dict] = {}
+
+    @property
+    def adata(self):
+        """The dataset, read on first use: the failed runs of a failed dataset (a record without
+        cells, docs/contracts.md) are scored without it."""
+        if self._adata is None:
+            import anndata as ad
+
+            adata = ad.read_h5ad(self.path)
+            for key in (self.opts["batch_key"], self.opts["label_key"]):
+                if key not in adata.obs:
+                    raise KeyError(f"data file {self.path}: obs has no column {key!r}")
+            if "X_pca" not in adata.obsm:
+                raise KeyError(f"data file {self.path}: obsm has no 'X_pca' (the unintegrated embedding)")
+            self._adata = adata
+        return self._adata
+
+    def check(self) -> None:
+        """Read the dataset now; KeyError/OSError when it cannot be scored against."""
+        self.adata  # noqa: B018 - the property reads and checks the file
 
     def batch_pseudo_labels(self, cells: np.ndarray) -> dict[str, np.ndarray]:
         """Per-batch pre-integration clusters of this subset of cells (label-free metric; cached)."""
@@ -588,6 +601,7 @@ def score_run(run_path: str | Path, data: DataCache, opts: dict[str, Any]) -> di
         vals, reasons = _null_result(names, "run failed")
         return {**ident, "status": "failed", "error": record.get("error") or "run status is not ok",
                 "metrics": vals, "na_reasons": reasons, "per_cell": {}, "timing": {}}
+    data.check()  # outside the try: a bad data file fails the job (every run would fail alike)
     try:
         result = _Scorer(data, run, opts).score()
     except Exception as exc:  # the run's outputs are unusable: recorded, the batch goes on

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import yaml
@@ -188,11 +189,11 @@ def test_unknown_method_is_a_complete_failed_record_and_fatal_when_strict(sim_sm
 
 # --- config errors test_workflow_config.py does not cover --------------------------------------------
 
-def dry_run(tmp_path: Path, cfg: dict) -> subprocess.CompletedProcess:
+def dry_run(tmp_path: Path, cfg: dict, *extra: str) -> subprocess.CompletedProcess:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow/Snakefile"),
-                           "--configfile", str(path), "--directory", str(tmp_path), "-n"],
+                           "--configfile", str(path), "--directory", str(tmp_path), "-n", *extra],
                           cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300)
 
 
@@ -222,9 +223,10 @@ def test_more_config_errors_name_the_key(tmp_path, change, needle):
 
 
 @pytest.mark.slow
-def test_dataset_failing_inside_the_workflow_names_it_and_leaves_no_output(tmp_path):
-    """A dataset that loses every cell in QC: the preprocess job fails with the reason in its log."""
-    cfg = tiny_with(lambda c: c.update(preprocess={"n_hvg": 100, "min_genes": 100000, "min_cells": 3}))
+def test_dataset_failing_inside_a_strict_workflow_names_it_and_leaves_no_output(tmp_path):
+    """strict: a dataset that loses every cell in QC fails the preprocess job, the reason in its log
+    (without strict it is recorded as a failed dataset: tests/test_own_data_and_method.py)."""
+    cfg = tiny_with(lambda c: c.update(preprocess={"n_hvg": 100, "min_genes": 100000, "min_cells": 3}, strict=True))
     cfg["out"] = str(tmp_path / "out")
     cfg["datasets"] = {"sim_base": cfg["datasets"]["sim_base"]}
     cfg.pop("scaling")
@@ -241,3 +243,151 @@ def test_dataset_failing_inside_the_workflow_names_it_and_leaves_no_output(tmp_p
     data_dir = tmp_path / "out/data"
     assert not (data_dir / "sim_base.h5ad").exists()
     assert not [p for p in data_dir.iterdir() if p.is_file()]
+
+
+# --- issue #17: damaged study files, dataset overrides, simulator sizes, read-only folders --------
+
+def cut_in_half(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def aggregate(tmp_path: Path, files: list[Path]) -> subprocess.CompletedProcess:
+    return run_cli("metrics.aggregate", "tables", "--metrics", *map(str, files), "--tables", str(tmp_path / "tables"),
+                   "--selection", '{"criterion": "composite", "set": "scib"}')
+
+
+@pytest.mark.parametrize("damaged", ["run.h5ad", "metrics.json"])
+def test_aggregate_records_a_damaged_file_as_a_failed_run_naming_it(tmp_path, damaged):
+    """A truncated run or metrics file crashed the tables step with a traceback that named no
+    file (and Snakemake then deleted tables/); now that run is failed, with the file and what to
+    do, and every other run is in the tables."""
+    from study_files import write_study
+
+    files = write_study(tmp_path, {"sim": True}, {"harmony": ["theta-1", "theta-5"]}, seeds=[0, 1],
+                        label_missing=[0])
+    bad = files[0].with_name(damaged)
+    cut_in_half(bad)
+    res = aggregate(tmp_path, files)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    runs = pd.read_csv(tmp_path / "tables" / "runs.tsv", sep="\t")
+    assert len(runs) == 4 and (runs["status"] == "ok").sum() == 3
+    error = runs.loc[runs["status"] == "failed", "error"].item()
+    assert error.startswith(f"damaged file: delete {bad} and run Snakemake again"), error
+    assert f"error: damaged file: delete {bad}" in res.stderr
+    assert {"best.tsv", "summary.tsv", "scores.tsv"} <= {p.name for p in (tmp_path / "tables").iterdir()}
+
+
+def test_damaged_data_file_stops_the_plan_before_any_run_is_deleted(tmp_path):
+    """A damaged data/{dataset}.h5ad made Snakemake redo (and first delete) the good runs of it."""
+    cfg = tiny_with(lambda c: None)
+    cfg["out"] = "out"
+    data = tmp_path / "out" / "data" / "sim_base.h5ad"
+    data.parent.mkdir(parents=True)
+    data.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)  # an HDF5 signature, then nothing
+    run = tmp_path / "out/runs/sim_base/harmony/theta-1/seed0/run.h5ad"
+    run.parent.mkdir(parents=True)
+    run.write_bytes(b"a good run")
+    res = dry_run(tmp_path, cfg)
+    assert res.returncode != 0
+    line = next((ln for ln in (res.stdout + res.stderr).splitlines() if "is damaged" in ln), "")
+    assert line.startswith("out/data/sim_base.h5ad is damaged (") and "delete it and run again" in line, \
+        (res.stdout + res.stderr)[-2000:]
+    assert "rule integrate" not in res.stdout and run.read_bytes() == b"a good run"
+
+
+def test_typo_inside_a_datasets_own_preprocess_is_an_error(tmp_path):
+    res = dry_run(tmp_path, tiny_with(lambda c: c["datasets"]["sim_base"].update(preprocess={"n_hvgs": 500})))
+    assert res.returncode != 0
+    line = next((ln for ln in (res.stdout + res.stderr).splitlines() if "invalid config" in ln), "")
+    assert "datasets.sim_base.preprocess.n_hvgs: unknown key" in line, (res.stdout + res.stderr)[-2000:]
+
+
+@pytest.mark.filterwarnings("ignore:Observation names are not unique")
+def test_duplicate_cell_advice_names_a_config_key_that_works(raw, tmp_path, capsys):
+    code, err, _ = preprocess_cli(modified(raw, duplicate_cells), tmp_path, capsys)
+    assert code == 2
+    advice = "datasets.toy.preprocess.duplicate_cells: make_unique"
+    assert advice in err, err
+    cfg = tiny_with(lambda c: c["datasets"]["sim_base"].update(preprocess={"duplicate_cells": "make_unique"}))
+    res = dry_run(tmp_path, cfg, "--printshellcmds")
+    assert res.returncode == 0, (res.stdout + res.stderr)[-2000:]
+    base_cmd = next(ln for ln in res.stdout.splitlines() if "datasets preprocess" in ln and "sim_base" in ln)
+    assert "--duplicate-cells make_unique" in base_cmd
+
+
+def simulate_cli(tmp_path: Path, n_cells: int, n_genes: int, *extra: str) -> subprocess.CompletedProcess:
+    return run_cli("datasets", "simulate", "--n-cells", str(n_cells), "--n-genes", str(n_genes), "--seed", "1",
+                   "--out", str(tmp_path / "raw.h5ad"), *extra)
+
+
+def test_simulation_without_cells_is_one_line_not_a_traceback(tmp_path):
+    res = simulate_cli(tmp_path, 300, 300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.startswith("error: simulation (seed 1): none of the 300 cells has 200 detected genes "
+                                 "among 300 genes") and "raise n_genes" in res.stderr, res.stderr
+    assert not (tmp_path / "raw.h5ad").exists()
+    recorded = simulate_cli(tmp_path, 300, 300, "--record-failure", "--name", "tiny")
+    assert recorded.returncode == 0
+    from datasets.failure import failed_dataset
+
+    assert failed_dataset(tmp_path / "raw.h5ad")["error"].startswith("simulation (seed 1): none of the 300")
+
+
+def test_simulation_says_how_many_cells_it_kept_and_why(tmp_path):
+    res = simulate_cli(tmp_path, 400, 600)
+    assert res.returncode == 0
+    kept = ad.read_h5ad(tmp_path / "raw.h5ad").n_obs
+    line = next(ln for ln in res.stderr.splitlines() if "simulated 400 cells" in ln)
+    assert line.startswith("warning: simulated 400 cells x 600 genes") and f"kept {kept}" in line
+    assert "raise n_genes" in line and kept < 200
+
+
+def read_only_folder(path: Path) -> Path:
+    """A folder nobody writes into: chmod for a normal user; root ignores that, so the immutable
+    flag (chattr +i) there. Skips when neither works (a container without CAP_LINUX_IMMUTABLE)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+    elif subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("cannot make a folder read-only for root here (chattr +i failed)")
+    return path
+
+
+def writable_again(path: Path) -> None:
+    if os.geteuid() != 0:
+        path.chmod(0o755)
+    else:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_run_into_a_read_only_folder_says_so_in_one_line(sim_small_path, tmp_path):
+    folder = read_only_folder(tmp_path / "runs" / "seed0")
+    try:
+        res = run_cli("methods", "run", "--data", str(sim_small_path), "--out", str(folder / "run.h5ad"),
+                      "--method", "unintegrated")
+    finally:
+        writable_again(folder)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert res.stderr.startswith(f"error: cannot write the run file in {folder}") and "writable" in res.stderr
+    assert list(folder.iterdir()) == []
+
+
+def test_study_with_a_read_only_folder_stops_at_start_naming_it(tmp_path):
+    """A study whose output folder turned read-only failed its jobs with empty logs; now the start
+    names the folder, before any job."""
+    cfg = tiny_with(lambda c: c.pop("scaling"))
+    cfg["out"] = "out"
+    cfg["datasets"] = {"sim_base": cfg["datasets"]["sim_base"]}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    logs = read_only_folder(tmp_path / "out" / "logs")
+    try:
+        res = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow/Snakefile"),
+                              "--configfile", str(tmp_path / "config.yaml"), "--directory", str(tmp_path),
+                              "--cores", "1"], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300)
+    finally:
+        writable_again(logs)
+    text = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "out/logs is not writable: the study writes its results under out; make it writable" in text, text[-2000:]
+    assert not (tmp_path / "out" / "data").exists()  # no job ran

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 import yaml
 
 from datasets import download as dl
+from datasets import registry as reg
 
 REPO = Path(__file__).resolve().parent.parent
 REGISTRY = REPO / "config" / "datasets.yaml"
@@ -434,7 +435,7 @@ def test_derive_drops_matching_cells_and_fetches_source(server, good, tmp_path):
 
 
 def test_bundled_file_is_copied_without_network(tmp_path):
-    registry = dl.load_registry(REGISTRY)
+    registry = reg.load_registry(REGISTRY)
     entry = dict(registry["pbmc68k_reduced"], url=closed_port_url())
     dest = tmp_path / "pbmc68k_reduced.h5ad"
     dl.fetch("pbmc68k_reduced", entry, dest, tmp_path / "lock.yaml", retries=0, backoff=0.001)
@@ -445,7 +446,7 @@ def test_bundled_file_is_copied_without_network(tmp_path):
 
 
 def test_registry_entries_validate_and_urls_are_http():
-    registry = dl.load_registry(REGISTRY)
+    registry = reg.load_registry(REGISTRY)
     expected = {"pancreas", "lung_atlas", "immune_human", "macaque_retina", "bct", "bct_del", "heart",
                 "mouse_human_pancreas_10k", "jurkat_293t", "hca_immune_census", "pbmc10k_rna", "pbmc68k_reduced"}
     assert expected <= set(registry)
@@ -478,8 +479,8 @@ def test_registry_validation_names_entry_and_field(tmp_path, change, field, prob
     entry.update(change)
     path = tmp_path / "datasets.yaml"
     path.write_text(yaml.safe_dump({"datasets": {"ok": VALID, "broken": entry}}))
-    with pytest.raises(dl.RegistryError) as err:
-        dl.load_registry(path)
+    with pytest.raises(reg.RegistryError) as err:
+        reg.load_registry(path)
     message = str(err.value)
     assert "entry 'broken'" in message and problem in message and str(path) in message
     if field:
@@ -491,5 +492,5 @@ def test_registry_missing_field(tmp_path):
     del entry["label_key"]
     path = tmp_path / "datasets.yaml"
     path.write_text(yaml.safe_dump({"datasets": {"lung": entry}}))
-    with pytest.raises(dl.RegistryError, match="entry 'lung', field 'label_key': is missing"):
-        dl.load_registry(path)
+    with pytest.raises(reg.RegistryError, match="entry 'lung', field 'label_key': is missing"):
+        reg.load_registry(path)

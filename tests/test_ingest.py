@@ -106,7 +106,8 @@ def test_counts_from_layer_and_dense_input(raw_small):
 def test_duplicated_cell_names(raw_small):
     dup = raw_small.copy()
     dup.obs_names = ["same"] * 2 + list(dup.obs_names[2:])
-    with pytest.raises(DataError, match=r"2 cells share 1 duplicated names \(e.g. same\); set duplicate_cells: make_unique"):
+    with pytest.raises(DataError, match=r"2 cells share 1 duplicated names \(e.g. same\); .* set datasets\.toy\.preprocess"
+                       r"\.duplicate_cells: make_unique in the config"):
         validate(dup)
     with pytest.warns(UserWarning, match="cell names made unique"):
         clean, prov = validate(dup, duplicate_cells="make_unique")

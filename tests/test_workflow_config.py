@@ -41,6 +41,9 @@ def mutate(fn):
     (lambda c: c["datasets"]["sim_base"].update(selection={"criterion": "labels"}),
      "datasets.sim_base.selection.criterion"),
     (lambda c: c.update(selection={"failed_seeds": "drop"}), "selection.failed_seeds"),
+    (lambda c: c["methods"].update(mine={"module": "nothere.py"}), "methods.mine.module: "),
+    (lambda c: c["datasets"].update(mine={"file": {"path": "nothere.h5ad", "batch_key": "b"}}),
+     "datasets.mine.file.path: "),
 ])
 def test_bad_config_fails_naming_the_key(tmp_path, change, needle):
     res = dry_run(tmp_path, mutate(change))

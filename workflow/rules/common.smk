@@ -1,5 +1,6 @@
 # Config validation and the study plan (which runs exist). Logic that needs tests lives in
 # the packages (methods/settings.py); this file only wires it to Snakemake.
+import dataclasses
 import json
 import os
 import re
@@ -8,7 +9,6 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-import jsonschema
 import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -16,7 +16,10 @@ from snakemake.utils import validate
 REPO = Path(workflow.basedir).parent
 sys.path.insert(0, str(REPO))
 
+from datasets.schemas import dotted, first_problem  # noqa: E402
+from datasets.study_files import damaged_data_files, unwritable_message  # noqa: E402
 from methods import job_resources, registry  # noqa: E402
+from methods.external import ExternalMethodError, external_spec  # noqa: E402
 from methods.settings import (
     ConfigError,
     expand_settings,
@@ -30,16 +33,28 @@ def _config_error(msg):
     raise WorkflowError(f"invalid config: {msg}")
 
 
+def config_folder(keys):
+    """(folder, words) where relative paths of the config value at ``keys`` start: the folder of
+    the last config file that sets it, else (--config) the working directory."""
+    value = config
+    for key in keys:
+        value = value[key]
+    folder = None
+    for path in workflow.configfiles:
+        found = yaml.safe_load(Path(path).read_text()) or {}
+        for key in keys:
+            found = found.get(key) if isinstance(found, dict) else None
+        if found == value:
+            folder = Path(path).resolve().parent
+    if folder is None:
+        return Path.cwd(), f"{Path.cwd()}, the working directory"
+    return folder, f"{folder}, the folder of the config file"
+
+
 def _validate_config(cfg):
-    schema = yaml.safe_load(SCHEMA.read_text())
-    errors = sorted(
-        jsonschema.Draft202012Validator(schema).iter_errors(cfg),
-        key=lambda e: list(e.path),
-    )
-    if errors:
-        err = errors[0]
-        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        _config_error(f"{where}: {err.message}")
+    found = first_problem("config", cfg)
+    if found:
+        _config_error(f"{dotted(found[0]) or '(top level)'}: {found[1]}")
     validate(cfg, schema=str(SCHEMA))  # fills schema defaults
     for name, ds in cfg["datasets"].items():
         for m in ds.get("methods", []):
@@ -47,10 +62,21 @@ def _validate_config(cfg):
                 _config_error(
                     f"datasets.{name}.methods: '{m}' is not in the methods section"
                 )
-    for name in cfg["methods"]:
-        if name not in registry.METHODS:
+    for name, section in cfg["methods"].items():
+        if (section or {}).get("module"):
+            try:
+                folder = config_folder(("methods", name, "module"))[0]
+                registry.register(
+                    name, external_spec(name, section, folder, REPO / "envs")
+                )
+            except ExternalMethodError as exc:
+                _config_error(str(exc))
+            except KeyError as exc:
+                _config_error(f"methods.{name}: {exc.args[0]}")
+        elif name not in registry.METHODS:
             _config_error(
-                f"methods.{name}: unknown method; known: {', '.join(sorted(registry.METHODS))}"
+                f"methods.{name}: unknown method; known: {', '.join(sorted(registry.METHODS))}; "
+                "for your own method give module: (README, Configuration)"
             )
     scaling = cfg.get("scaling")
     if scaling:
@@ -76,12 +102,33 @@ def _validate_config(cfg):
 
 
 def load_dataset_registry(cfg):
-    from datasets.download import RegistryError, load_registry
+    from datasets.registry import RegistryError, load_registry
 
     try:
         return load_registry(REPO / cfg["registry"])
     except (OSError, RegistryError) as exc:
         _config_error(f"registry: {exc}")
+
+
+def _file_entries(cfg, lock):
+    """name -> registry entry of each file: dataset, checked before any job runs; the config
+    gets the absolute path (config_used.json records it)."""
+    from datasets.local_file import LocalFileError, check_at_plan, file_entry
+    from datasets.lock import LockFileError
+    from datasets.registry import RegistryError
+
+    entries = {}
+    for name, ds in cfg["datasets"].items():
+        if "file" not in ds:
+            continue
+        folder, words = config_folder(("datasets", name, "file", "path"))
+        try:
+            entries[name] = file_entry(name, ds["file"], folder, words)
+            check_at_plan(name, entries[name], lock)
+        except (LocalFileError, RegistryError, LockFileError) as exc:
+            _config_error(str(exc))
+        ds["file"]["path"] = entries[name]["path"]
+    return entries
 
 
 _validate_config(config)
@@ -95,6 +142,10 @@ REGISTRY = (
     if any(d.get("registry") for d in config["datasets"].values())
     else {}
 )
+FILE_ENTRIES = _file_entries(config, LOCK)
+# A damaged data file would make Snakemake redo its runs and delete them when they fail: stop first.
+if damaged_data_files(OUT, config["datasets"]):
+    raise WorkflowError("\n".join(damaged_data_files(OUT, config["datasets"])))
 
 
 def _settings():
@@ -147,7 +198,18 @@ def all_run_files():
 
 
 def env_of(method):
-    return str(REPO / "envs" / f"{registry.get(method).env}.yaml")
+    env = registry.get(method).env
+    return (
+        env if env.endswith((".yaml", ".yml")) else str(REPO / "envs" / f"{env}.yaml")
+    )
+
+
+def external_flag(wildcards):
+    """--external SPEC of your own method (the runner registers it), empty for built-in ones."""
+    spec = registry.get(wildcards.method)
+    if not spec.external:
+        return ""
+    return f"--external {shlex.quote(json.dumps(dataclasses.asdict(spec), sort_keys=True))}"
 
 
 def method_env(wildcards):
@@ -164,13 +226,21 @@ def run_label_missing(wildcards):
 
 
 def all_targets():
-    targets = [f"{OUT}/tables/best.tsv", f"{OUT}/report.html"]
+    # Data, run and metrics files are targets too: Snakemake redoes an intermediate file that is
+    # missing only when a target needs it, so without them a deleted run stayed missing
+    # ("Nothing to be done") while the tables still listed it.
+    targets = [f"{OUT}/data/{d}.h5ad" for d in config["datasets"]]
+    targets += all_run_files() + all_metrics_files()
+    targets += [f"{OUT}/tables/best.tsv", f"{OUT}/report.html"]
     if config.get("scaling"):
         targets.append(f"{OUT}/tables/scaling.tsv")
     return targets
 
 
 STRICT_FLAG = "--strict" if config["strict"] else ""
+# Bad data or a failed download is recorded as a failed dataset (its runs fail, the study goes
+# on, the report shows it); strict: the job fails instead.
+RECORD_FAILURE_FLAG = "" if config["strict"] else "--record-failure"
 MAX_MEM_FLAG = (
     f"--max-mem-mb {config['max_mem_mb']}"
     if isinstance(config.get("max_mem_mb"), int)
@@ -187,6 +257,8 @@ wildcard_constraints:
 
 
 onstart:
+    if unwritable_message(OUT):
+        raise WorkflowError(unwritable_message(OUT))
     os.environ[ATTEMPTS_ENV] = str(rules.integrate.rule.restart_times + 1)
     Path(f"{OUT}/logs").mkdir(parents=True, exist_ok=True)
     with open(f"{OUT}/logs/invocations.log", "a") as fh:
@@ -202,7 +274,8 @@ def simulate_args(wildcards):
     sim = config["datasets"][wildcards.dataset]["simulate"]
     return (
         f"--scenario {sim['scenario']} --seed {sim.get('seed', 1)} "
-        f"--n-cells {sim.get('n_cells', 4000)} --n-genes {sim.get('n_genes', 10000)}"
+        f"--n-cells {sim.get('n_cells', 4000)} --n-genes {sim.get('n_genes', 10000)} "
+        f"--name {wildcards.dataset} {RECORD_FAILURE_FLAG}"
     )
 
 
@@ -212,7 +285,9 @@ def registry_name(wildcards):
 
 def raw_input_rule(wildcards):
     ds = config["datasets"][wildcards.dataset]
-    return "simulate" if "simulate" in ds else "download"
+    return (
+        "simulate" if "simulate" in ds else "download" if "registry" in ds else "file"
+    )
 
 
 def preprocess_args(wildcards):
@@ -227,7 +302,7 @@ def preprocess_args(wildcards):
             "counts_integer": True,
         }
     else:
-        entry = REGISTRY[ds["registry"]]
+        entry = FILE_ENTRIES.get(wildcards.dataset) or REGISTRY[ds["registry"]]
         keys = {
             k: entry.get(k)
             for k in (
@@ -243,6 +318,7 @@ def preprocess_args(wildcards):
         f"--batch-key {shlex.quote(keys['batch_key'])}",
         f"--counts {keys['counts'] or 'X'}",
         f"--n-hvg {pp.get('n_hvg', 2000)} --min-genes {pp.get('min_genes', 200)} --min-cells {pp.get('min_cells', 3)}",
+        f"--duplicate-cells {pp.get('duplicate_cells', 'error')} {RECORD_FAILURE_FLAG}",
     ]
     if keys.get("label_key"):
         args.append(f"--label-key {shlex.quote(keys['label_key'])}")
@@ -254,7 +330,19 @@ def preprocess_args(wildcards):
 
 
 def raw_file(wildcards):
+    """The preprocess job's input: the raw h5ad, or the files of a file: dataset (no copy)."""
+    if raw_input_rule(wildcards) == "file":
+        from datasets.local_file import content_files
+
+        return [str(p) for p in content_files(FILE_ENTRIES[wildcards.dataset]["path"])]
     return f"{OUT}/data/raw/{'simulated' if raw_input_rule(wildcards) == 'simulate' else 'downloaded'}/{wildcards.dataset}.h5ad"
+
+
+def preprocess_source(wildcards):
+    if raw_input_rule(wildcards) != "file":
+        return f"--raw {shlex.quote(raw_file(wildcards))}"
+    entry = json.dumps(FILE_ENTRIES[wildcards.dataset], sort_keys=True)
+    return f"--file-entry {shlex.quote(entry)} --lock {shlex.quote(LOCK)}"
 
 
 # --- scoring (rules/metrics.smk): jobs sized to the data, generated here ---

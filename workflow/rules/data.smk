@@ -1,5 +1,6 @@
-# Data stage: simulate or download a raw dataset, then preprocess it to the section 3
-# contract ({out}/data/{dataset}.h5ad).
+# Data stage: simulate or download a raw dataset, then preprocess it (or a file: dataset's own
+# file) to the section 3 contract ({out}/data/{dataset}.h5ad). Bad data is recorded as a failed
+# dataset there (datasets/failure.py), unless strict.
 
 
 rule simulate:
@@ -17,7 +18,9 @@ rule simulate:
     params:
         args=simulate_args,
     shell:
-        "python -m datasets simulate {params.args} --out {output} > {log} 2>&1"
+        # the line on cells kept is also shown on the console when it is a warning
+        "python -m datasets simulate {params.args} --out {output} > {log} 2>&1; "
+        "(grep -h '^warning: ' {log} || true) >&2"
 
 
 rule download:
@@ -37,9 +40,10 @@ rule download:
         name=registry_name,
         registry=REGISTRY_FILE,
         lock=LOCK,
+        record=RECORD_FAILURE_FLAG,
     shell:
         "python -m datasets download --name {params.name} --registry {params.registry} "
-        "--lock {params.lock} --out {output} > {log} 2>&1"
+        "--lock {params.lock} --out {output} {params.record} > {log} 2>&1"
 
 
 rule preprocess:
@@ -57,6 +61,7 @@ rule preprocess:
         mem_mb=raw_mem_mb,
         runtime=raw_runtime,
     params:
+        source=preprocess_source,
         args=preprocess_args,
     shell:
-        "python -m datasets preprocess --raw {input} --out {output} {params.args} > {log} 2>&1"
+        "python -m datasets preprocess {params.source} --out {output} {params.args} > {log} 2>&1"

@@ -30,10 +30,11 @@ rule integrate:
         strict=STRICT_FLAG,
         max_mem=MAX_MEM_FLAG,
         cache=f"{OUT}/cache",
+        external=external_flag,
     shell:
         "BENCH_CACHE_DIR={params.cache} python -m methods run --data {input.data} --out {output.run} "
         "--method {wildcards.method} --setting {wildcards.setting} --params {params.json} "
         "--seed {wildcards.seed} --device {params.device} --threads {threads} "
         "--label-missing {params.label_missing} {params.strict} {params.max_mem} "
         + RUN_JOB_FLAGS
-        + " > {log} 2>&1"
+        + " {params.external} > {log} 2>&1"

@@ -25,6 +25,9 @@ def dataset_cells(dataset):
     ds = config["datasets"][dataset]
     if "simulate" in ds:
         return ds["simulate"].get("n_cells", 4000)
+    if "file" in ds:  # an h5ad says in its header; other formats: unknown
+        size = job_resources.h5ad_size(ds["file"]["path"])
+        return size[0] if size else None
     entry = REGISTRY.get(ds.get("registry"), {})
     while entry and not entry.get("expected_cells") and entry.get("derive"):
         # a derived dataset is a subset: at most its source's cells

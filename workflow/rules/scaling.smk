@@ -49,12 +49,13 @@ rule integrate_scaling:
         seed=SCALING.get("seed", 0),
         max_mem=MAX_MEM_FLAG,
         cache=f"{OUT}/cache",
+        external=external_flag,
     shell:
         "BENCH_CACHE_DIR={params.cache} python -m methods run --data {input.data} --out {output.run} "
         "--method {wildcards.method} --setting default --params {params.json} --seed {params.seed} "
         "--device {params.device} --threads {threads} {params.max_mem} "
         + RUN_JOB_FLAGS
-        + " > {log} 2>&1"
+        + " {params.external} > {log} 2>&1"
 
 
 rule scaling_table:
