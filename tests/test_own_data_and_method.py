@@ -1,7 +1,8 @@
 """Your own data and your own method, end to end through Snakemake and the report (issue #17).
 
 One small study, run once per session: a local h5ad named in the config (``file:``, with its own
-key names and counts in a layer), a second local file that is bad (one batch only), and a method
+key names and counts in a layer), the same file without its labels, a second local file that is
+bad (one batch only), and a method
 that lives in a temporary folder outside the repo (a .py file with a SPEC dict, importing a file
 beside it) next to a built-in one. The config sits in its own folder and names both by relative
 paths; Snakemake runs in yet another working directory. Then, on copies of the finished study:
@@ -64,6 +65,8 @@ CONFIG = {
                           "counts": "layers/counts"}},
         "onebatch": {"file": {"path": "../mydata/onebatch.h5ad", "batch_key": "sample",
                               "label_key": "cell_type", "counts": "layers/counts"}},
+        # no label_key: bio metrics NA, best settings chosen by the label-free criterion (issue #14)
+        "nolabels": {"file": {"path": "../mydata/nolabels.h5ad", "batch_key": "sample", "counts": "layers/counts"}},
     },
     "preprocess": {"n_hvg": 200, "min_genes": 50, "min_cells": 3},
     "methods": {"unintegrated": None, "my_pca": {"module": "../mymethods/my_pca.py", "grid": {"n_comps": [10, 20]}}},
@@ -100,6 +103,7 @@ def snakemake(base: Path, *extra: str, timeout: float = 1200) -> subprocess.Comp
 def own_study(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     base = tmp_path_factory.mktemp("own_study")
     users_h5ad(base / "mydata" / "mine.h5ad")
+    users_h5ad(base / "mydata" / "nolabels.h5ad")
     users_h5ad(base / "mydata" / "onebatch.h5ad", one_batch=True)
     (base / "mymethods").mkdir()
     (base / "mymethods" / "my_pca.py").write_text(MY_METHOD)
@@ -138,6 +142,23 @@ def test_own_data_and_method_are_run_scored_selected_and_reported(own_study):
     record = json.loads(ad.read_h5ad(base / "out/runs/mine/my_pca/n_comps-10/seed0/run.h5ad", backed="r")
                         .uns["run_json"])
     assert record["params"] == {"n_comps": 10} and record["status"] == "ok"
+
+
+def test_an_unlabelled_dataset_is_selected_label_free_and_the_report_says_so(own_study):
+    base, _ = own_study
+    runs = table(base, "runs.tsv")
+    assert (runs[runs["dataset"] == "nolabels"]["status"] == "ok").all()
+    metrics = table(base, "metrics.tsv")
+    nolabels = metrics[metrics["dataset"] == "nolabels"].set_index(["method", "setting", "metric"])
+    assert np.isnan(nolabels.loc[("my_pca", "n_comps-10", "nmi"), "value"])  # no labels
+    best = table(base, "best.tsv").set_index(["dataset", "method"])
+    assert set(best.loc["nolabels", "criterion"]) == {"unsupervised"}
+    assert set(best.loc["nolabels", "criterion_source"]) == {"automatic: dataset unlabelled"}
+    assert set(best.loc["mine", "criterion"]) == {"composite"}
+    page = (base / "out" / "report.html").read_text()
+    assert "best settings chosen by the label-free score" in page
+    line = next(ln for ln in page.splitlines() if "best settings chosen by the label-free score" in ln)
+    assert "automatic: dataset unlabelled" in line and "nolabels" in line
 
 
 def test_own_file_is_read_in_place_and_recorded_in_the_lock_file(own_study):
