@@ -129,9 +129,15 @@ def from_file(path: str | Path, dataset: str, n_pcs: int = N_PCS, min_cells: int
     """batch_strength() of a preprocessed dataset file (obs batch/label/system, obsm X_pca)."""
     import anndata as ad
 
+    from datasets.failure import failed_dataset
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"data file {path} does not exist")
+    failure = failed_dataset(path)
+    if failure is not None:  # a failed dataset's record (datasets/failure.py): a row that says so
+        return {**{c: np.nan for c in COLUMNS}, "dataset": dataset, "source": "",
+                "note": f"dataset failed ({failure.get('stage', '')}): {failure.get('error', '')}"}
     adata = ad.read_h5ad(path)
     for key in ("batch", "label"):
         if key not in adata.obs:
@@ -139,6 +145,12 @@ def from_file(path: str | Path, dataset: str, n_pcs: int = N_PCS, min_cells: int
     if "X_pca" not in adata.obsm:
         raise KeyError(f"data file {path}: obsm has no 'X_pca' (the unintegrated PCA of the preprocess step)")
     system = adata.obs["system"] if "system" in adata.obs else None
+    if not dict(adata.uns.get("dataset", {})).get("labelled", True):
+        row = batch_strength(adata.obsm["X_pca"], adata.obs["batch"], np.full(adata.n_obs, "all cells"), system,
+                             dataset=dataset, source=dataset_source(dict(adata.uns)), n_pcs=n_pcs,
+                             min_cells=min_cells)
+        return {**row, "n_labels": 0, "batch_unique_types": "",
+                "note": "unlabelled: all cells as one group, so cell-type differences between batches count too"}
     return batch_strength(adata.obsm["X_pca"], adata.obs["batch"], adata.obs["label"], system, dataset=dataset,
                           source=dataset_source(dict(adata.uns)), n_pcs=n_pcs, min_cells=min_cells)
 

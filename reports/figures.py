@@ -396,7 +396,7 @@ def fig_sysvi_sweep(scores: pd.DataFrame):
          + geom_line(aes(group="metric"), data=means)
          + facet_grid("dataset ~ method", scales="free_x")
          + scale_shape_manual(values=STATUS_SHAPES)
-         + labs(x="setting", y="score scaled to [0, 1] per metric", color="metric (avg. = line)",
+         + labs(x="setting", y="scaled score\n(0-1 per metric)", color="metric (avg. = line)",
                 shape="run status")
          + theme_bw()
          + theme(figure_size=figure_size(n_methods, n_datasets, 1.9, 2.4, extra_w=1.2),

@@ -89,6 +89,18 @@ def convergence_banner(runs: pd.DataFrame | None) -> str:
     else:
         parts.append(f"<p>Convergence: none of the {len(trained) - len(unassessed)} assessable trained runs is "
                      f"flagged as not converged.</p>")
+    little = trained[(trained["converged"] == "yes")
+                     & trained.get("convergence_note", pd.Series("", index=trained.index)).fillna("")
+                     .str.startswith("learned little")]
+    if len(little):
+        cols = [c for c in ["dataset", "method", "setting", "seed", "label_missing", "epochs", "convergence_note"]
+                if c in little.columns]
+        methods = ", ".join(sorted(little["method"].unique()))
+        parts.append(f'<div class="warn"><b>⚠ {len(little)} converged run(s) learned little</b> ({esc(methods)}): '
+                     f"their reconstruction loss barely changed from the first to the last tenth of training "
+                     f"(less than 5 %), so they may not have learned the data; read their scores with care. "
+                     f'<details><summary>the runs</summary>{simple_table(little[cols], "learned-little")}'
+                     f"</details></div>")
     if len(unassessed):
         why = unassessed.groupby("method")["convergence_note"].first()
         listed = "; ".join(f"{esc(m)} ({esc(n)})" for m, n in why.items())
@@ -103,6 +115,8 @@ def strength_text(row: pd.Series) -> str:
     """'batch separation 1.28 (7 shared cell types)' or why there is none."""
     if pd.isna(row.get("separation")):
         return f"batch separation n/a: {row.get('note') or 'no shared cell types'}"
+    if row.get("n_labels") == 0:
+        return f"batch separation {row['separation']:.2f} (unlabelled: all cells as one group)"
     return f"batch separation {row['separation']:.2f} ({int(row['n_shared_types'])} shared cell types)"
 
 
@@ -113,17 +127,25 @@ def dataset_strengths(batch_strength: pd.DataFrame | None) -> dict[str, str]:
     return {str(r["dataset"]): strength_text(r) for _, r in batch_strength.iterrows()}
 
 
+def dataset_line(r: pd.Series) -> str:
+    """Source, size and cell types of one batch_strength.tsv row (only the note for a failed dataset)."""
+    if pd.isna(r.get("n_cells")):  # a failed dataset: the heading has the note
+        return ""
+    return (f"<p>{esc(r.get('source', ''))}; {int(r['n_cells'])} cells, {int(r['n_batches'])} batches, "
+            f"{int(r['n_labels'])} cell types"
+            + (f"; found in one batch only: {esc(r['batch_unique_types'])}"
+               if isinstance(r.get("batch_unique_types"), str) and r["batch_unique_types"] else "")
+            + (f"; per cell type: {esc(r['per_type'])}" if isinstance(r.get("per_type"), str) else "")
+            + (f"; {esc(r['note'])}" if isinstance(r.get("note"), str) and r["note"] else "")
+            + "</p>")
+
+
 def datasets_section(batch_strength: pd.DataFrame | None) -> str:
     """The Datasets section: one heading per dataset with its batch-effect strength, and the table."""
     if batch_strength is None or batch_strength.empty:
         return '<p class="nodata">no data for batch-effect strength (batch_strength.tsv not available)</p>'
-    heads = "".join(f"<h3>{esc(r['dataset'])}: {esc(strength_text(r))}</h3>"
-                    f"<p>{esc(r.get('source', ''))}; {int(r['n_cells'])} cells, {int(r['n_batches'])} batches, "
-                    f"{int(r['n_labels'])} cell types"
-                    + (f"; found in one batch only: {esc(r['batch_unique_types'])}"
-                       if isinstance(r.get("batch_unique_types"), str) and r["batch_unique_types"] else "")
-                    + (f"; per cell type: {esc(r['per_type'])}" if isinstance(r.get("per_type"), str) else "")
-                    + "</p>" for _, r in batch_strength.iterrows())
+    heads = "".join(f"<h3>{esc(r['dataset'])}: {esc(strength_text(r))}</h3>" + dataset_line(r)
+                    for _, r in batch_strength.iterrows())
     return f'<p class="rule">{BATCH_STRENGTH_TEXT}</p>{heads}{simple_table(batch_strength, "table-batch-strength")}'
 
 

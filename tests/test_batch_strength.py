@@ -92,3 +92,24 @@ def test_cli_on_a_preprocessed_file_and_combine(sim_small_path, tmp_path):
     assert main(["combine", "--inputs", str(out), str(out), "--out", str(both)]) == 0
     assert list(pd.read_csv(both, sep="\t").columns) == COLUMNS
     assert main(["--data", str(tmp_path / "absent.h5ad"), "--dataset", "x", "--out", str(out)]) == 2
+
+
+def test_failed_and_unlabelled_datasets_get_a_row_that_says_so(sim_small_path, tmp_path):
+    """A failed dataset's record (datasets/failure.py) stopped the whole study at this step; an
+    unlabelled dataset is measured over all cells, and the note says what that includes."""
+    import anndata as ad
+
+    from datasets.failure import write_failed_dataset
+    from metrics.batch_strength import main
+
+    failed = write_failed_dataset(tmp_path / "bad.h5ad", "bad", "preprocess", "obs['sample'] has 1 batch(es) (S1)")
+    assert main(["--data", str(failed), "--dataset", "bad", "--out", str(tmp_path / "bad.tsv")]) == 0
+    row = pd.read_csv(tmp_path / "bad.tsv", sep="\t").iloc[0]
+    assert np.isnan(row["separation"]) and row["note"] == "dataset failed (preprocess): obs['sample'] has 1 batch(es) (S1)"
+    adata = ad.read_h5ad(sim_small_path)
+    adata.obs["label"] = "unknown"
+    adata.uns["dataset"] = {**dict(adata.uns.get("dataset", {})), "labelled": False}
+    adata.write_h5ad(tmp_path / "nolabels.h5ad")
+    assert main(["--data", str(tmp_path / "nolabels.h5ad"), "--dataset", "n", "--out", str(tmp_path / "n.tsv")]) == 0
+    row = pd.read_csv(tmp_path / "n.tsv", sep="\t").iloc[0]
+    assert row["separation"] > 0.3 and row["n_labels"] == 0 and row["note"].startswith("unlabelled: all cells")

@@ -27,6 +27,24 @@ def test_flat_loss_is_converged_and_still_falling_loss_is_not():
     assert "fell" in out["convergence_note"]
 
 
+def test_a_flat_curve_from_the_start_is_converged_but_learned_little_and_the_report_says_so():
+    """DAVAE's released loss on the default study: ~680 from epoch 1 to 20 (-0.6 %). The convergence
+    rule passes it; the note and the report's banner say it may not have learned the data."""
+    import pandas as pd
+
+    from reports.trust import convergence_banner
+
+    flat = 680 + np.random.default_rng(0).normal(0, 5, 20) - np.linspace(0, 4, 20)
+    out = assess(record(flat))
+    assert out["converged"] == "yes" and out["convergence_note"].startswith("learned little: reconstruction")
+    learned = assess(record(np.r_[np.linspace(680, 400, 10), np.full(10, 400.0)]))
+    assert learned["converged"] == "yes" and learned["convergence_note"] == ""
+    runs = pd.DataFrame([{"dataset": "d", "method": "davae", "setting": "default", "seed": 0, "epochs": 20, **out},
+                         {"dataset": "d", "method": "scvi", "setting": "default", "seed": 0, "epochs": 20, **learned}])
+    banner = convergence_banner(runs)
+    assert "1 converged run(s) learned little</b> (davae)" in banner and "none of the 2 assessable" in banner
+
+
 def test_threshold_is_one_percent_between_the_last_two_tenths():
     # 100 epochs: windows of 10; previous window mean 100, last window mean 99.5 (-0.5 %) or 98.5 (-1.5 %)
     base = np.full(100, 100.0)
