@@ -50,7 +50,7 @@ def read_versions(path: str | None) -> dict[str, str]:
 
 
 def umap_for_report(tables: dict, tables_dir: Path, umap_path: str | None, max_cells: int,
-                    seed: int) -> tuple[Any, str | None]:
+                    seed: int, workers: int = 1) -> tuple[Any, str | None]:
     """The UMAP coordinates table and, when they could not be had, a note why."""
     from reports.tables import read_table
 
@@ -64,7 +64,7 @@ def umap_for_report(tables: dict, tables_dir: Path, umap_path: str | None, max_c
 
     try:
         coords = umap_table(tables["best"], tables.get("runs"), max_cells=max_cells, seed=seed,
-                            base_dirs=[tables_dir, tables_dir.parent])
+                            base_dirs=[tables_dir, tables_dir.parent], workers=workers)
     except Exception as exc:  # noqa: BLE001 - the report still renders without UMAPs
         return None, f"UMAP computation failed: {type(exc).__name__}: {exc}"
     if (coords["status"] == "ok").any():
@@ -98,7 +98,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     notes = []
     if not tables:
         notes.append(f"no tables found in {tables_dir}")
-    umap, note = umap_for_report(tables, tables_dir, args.umap, args.umap_max_cells, args.seed)
+    umap, note = umap_for_report(tables, tables_dir, args.umap, args.umap_max_cells, args.seed,
+                                 args.umap_workers)
     if umap is not None:
         tables["umap"] = umap
     if note:
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--invocations", help="the workflow's invocations.log: wall-clock since the last start")
     render.add_argument("--umap-max-cells", type=int, default=5000, help="cells per UMAP (subsampled)")
     render.add_argument("--umap", help="precomputed UMAP coordinates (python -m reports umap)")
+    render.add_argument("--umap-workers", type=int, default=1, help="processes computing the UMAPs")
     render.add_argument("--versions", help="JSON object of extra package versions to list")
     render.add_argument("--seed", type=int, default=0, help="seed of UMAP subsampling and layout")
     render.add_argument("--title", default="Single-cell integration benchmark")

@@ -118,33 +118,57 @@ def failed_row(dataset: str, method: str, error: str) -> dict:
             "status": "failed", "error": error}
 
 
-def umap_table(best: pd.DataFrame, runs: pd.DataFrame | None = None, max_cells: int = 5000, seed: int = 0,
-               base_dirs: list[str | Path] | None = None) -> pd.DataFrame:
-    """UMAP coordinates of every dataset x method's representative run (see module docstring)."""
+def representative_umap(path: Path, max_cells: int, seed: int) -> pd.DataFrame | str:
+    """UMAP coordinates of one representative run file, or the error of a failed run."""
     import anndata as ad
 
+    run = ad.read_h5ad(path)
+    record = run_record(run)
+    if record.get("status", "ok") != "ok":
+        return record.get("error", "run failed")
+    return umap_of_run(run, max_cells=max_cells, seed=seed)
+
+
+def umap_table(best: pd.DataFrame, runs: pd.DataFrame | None = None, max_cells: int = 5000, seed: int = 0,
+               base_dirs: list[str | Path] | None = None, workers: int = 1) -> pd.DataFrame:
+    """UMAP coordinates of every dataset x method's representative run (see module docstring);
+    ``workers`` > 1 computes the runs in that many processes (same result: each run has its seed)."""
     bases = [Path(b) for b in (base_dirs or [])]
-    parts = []
+    parts: list = []
+    todo: dict[int, Path] = {}
     for _, row in best.iterrows():
         dataset, method = row["dataset"], row["method"]
         if pd.isna(row.get("best_setting")) or pd.isna(row.get("overall")):
-            parts.append(pd.DataFrame([failed_row(dataset, method, "all runs failed")]))
+            parts.append(failed_row(dataset, method, "all runs failed"))
             continue
         path = resolve_run_path(row, runs, bases)
         if path is None:
-            parts.append(pd.DataFrame([failed_row(dataset, method, "representative run file not found: "
-                                                  f"{row.get('representative_run')}")]))
+            parts.append(failed_row(dataset, method, "representative run file not found: "
+                                                     f"{row.get('representative_run')}"))
             continue
-        run = ad.read_h5ad(path)
-        record = run_record(run)
-        if record.get("status", "ok") != "ok":
-            parts.append(pd.DataFrame([failed_row(dataset, method, record.get("error", "run failed"))]))
+        todo[len(parts)] = path
+        parts.append((dataset, method))
+    if workers > 1 and len(todo) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = dict(zip(todo, pool.map(representative_umap, todo.values(), [max_cells] * len(todo),
+                                              [seed] * len(todo))))
+    else:
+        results = {i: representative_umap(path, max_cells, seed) for i, path in todo.items()}
+    frames = []
+    for i, part in enumerate(parts):
+        if isinstance(part, dict):
+            frames.append(pd.DataFrame([part]))
             continue
-        coords = umap_of_run(run, max_cells=max_cells, seed=seed)
-        parts.append(coords.assign(dataset=dataset, method=method, status="ok", error=""))
-    if not parts:
+        dataset, method = part
+        res = results[i]
+        frames.append(pd.DataFrame([failed_row(dataset, method, res)]) if isinstance(res, str)
+                      else res.assign(dataset=dataset, method=method, status="ok", error=""))
+    if not frames:
         return pd.DataFrame(columns=COLUMNS)
-    return pd.concat(parts, ignore_index=True)[COLUMNS]
+    return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> None:

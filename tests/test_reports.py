@@ -755,6 +755,9 @@ def test_umap_table_embedding_graph_and_failed_runs(tmp_path):
     assert by_method["scvi"]["status"].tolist() == ["failed"]
     again = umap_table(best.iloc[:1], max_cells=100, seed=3, base_dirs=[tmp_path])
     np.testing.assert_array_equal(again[["x", "y"]].to_numpy(), by_method["harmony"][["x", "y"]].to_numpy())
+    # two processes (the report job's) give the same table, failed rows in place
+    parallel = umap_table(best, max_cells=100, seed=3, base_dirs=[tmp_path], workers=2)
+    pd.testing.assert_frame_equal(parallel, coords)
     # the CLI subcommand writes the same table for the Snakefile (atomically, gzip)
     tables = tmp_path / "tables"
     tables.mkdir()

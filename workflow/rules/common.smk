@@ -409,6 +409,8 @@ def _metrics_rule(dataset, group, runs):
             f"{OUT}/logs/metrics/{dataset}/{group}.log",
         benchmark:
             f"{OUT}/benchmarks/metrics/{dataset}/{group}.tsv"
+        # score a dataset as soon as its runs are done (its tables wait on nothing else)
+        priority: 10
         conda:
             "../../envs/metrics.yaml"
         threads: 1

@@ -27,6 +27,7 @@ if RUN_SCORED_DATASETS:
             f"{OUT}/benchmarks/metrics/{{dataset}}/{{method}}/{{setting}}/seed{{seed}}.tsv"
         wildcard_constraints:
             dataset="|".join(re.escape(d) for d in RUN_SCORED_DATASETS),
+        priority: 10
         conda:
             "../../envs/metrics.yaml"
         threads: 1

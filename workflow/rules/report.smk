@@ -35,6 +35,8 @@ rule report:
         f"{OUT}/benchmarks/report.tsv"
     conda:
         "../../envs/report.yaml"
+    # the last job of a study: UMAPs of the representative runs in 2 processes
+    threads: 2
     params:
         tables=lambda wildcards, input: os.path.dirname(input.tables[0]),
         invocations=f"{OUT}/logs/invocations.log",
@@ -42,4 +44,4 @@ rule report:
     shell:
         "python -m reports render --tables {params.tables} --out-dir {output.figures} "
         "--html {output.html} --config {input.config} --invocations {params.invocations} "
-        "--umap-max-cells {params.umap_max} > {log} 2>&1"
+        "--umap-max-cells {params.umap_max} --umap-workers {threads} > {log} 2>&1"
