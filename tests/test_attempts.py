@@ -5,6 +5,7 @@ recorded at once (methods/attempts.py, methods/runner.py)."""
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -45,11 +46,20 @@ def test_out_of_memory_on_the_last_attempt_is_recorded_with_the_reason(fake_regi
     assert rec["error"].startswith("out of memory") and rec["error"].endswith("(on the last of 3 attempts)")
 
 
+def _data_segment_mb() -> int:
+    """This process's data segment: the forked method inherits it, and the limit covers it."""
+    status = open("/proc/self/status").read()
+    return int(re.search(r"VmData:\s+(\d+) kB", status).group(1)) // 1024
+
+
 def test_a_run_over_the_first_limit_succeeds_with_the_next_attempts_memory(fake_registry, sim_small_path, tmp_path):
-    params = {"mode": "allocate", "mb": 1200}  # more than attempt 1's 1000 MB, less than attempt 2's 2000
+    # The limit is on the whole process, so it starts from what this (test) process already holds:
+    # a pytest worker that has imported JAX and torch holds about a GB.
+    base = _data_segment_mb()
+    params = {"mode": "allocate", "mb": 1200}  # more than attempt 1's extra 1000 MB, less than attempt 2's 2000
     with pytest.raises(RetryRun):
-        _run(sim_small_path, tmp_path, params, max_mem_mb=1000, attempt=1, attempts=2)
-    out, info = _run(sim_small_path, tmp_path, params, max_mem_mb=2000, attempt=2, attempts=2)
+        _run(sim_small_path, tmp_path, params, max_mem_mb=base + 1000, attempt=1, attempts=2)
+    out, info = _run(sim_small_path, tmp_path, params, max_mem_mb=base + 2000, attempt=2, attempts=2)
     assert info["status"] == "ok" and read_run_info(out)["attempt"] == 2
 
 
