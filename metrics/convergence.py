@@ -23,10 +23,12 @@ released budget (~400 epochs) and then rises, i.e. further training stops improv
 Models that train on every cell (scDREAMER, DAVAE, scCRAFT, iMAP) are judged on the training term.
 
 A flat curve also passes the rule, so a converged run whose reconstruction term changed by less
-than ``LEARNED_THRESHOLD`` (5 %) between the first and the last 10 % of its epochs gets a
+than ``LEARNED_THRESHOLD`` (5 %) between its first epoch and the last 10 % of its epochs gets a
 ``convergence_note`` ("learned little ..."), shown at the top of the report: converged, but
 possibly without having learned the data (DAVAE's released loss does this on the default
-study's data: its scaled residual term is almost constant from the first epoch).
+study's data: its scaled residual term is almost constant from the first epoch). The reference is
+the first epoch, not the first 10 %: scVI on 1,069 cells gains most of its 34 % in its first 40
+of 400 epochs, so first-tenth vs last-tenth (-4.8 %) would call a fast learner flat.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import pandas as pd
 MIN_EPOCHS = 20
 WINDOW_FRACTION = 0.10
 THRESHOLD = 0.01  # relative decrease between the last two windows that counts as "still falling"
-LEARNED_THRESHOLD = 0.05  # relative change first -> last window below which a run "learned little"
+LEARNED_THRESHOLD = 0.05  # relative change first epoch -> last window below which a run "learned little"
 
 # the reconstruction term of each model's history, by the name its code records:
 #   reconstruction_validation  sysVI family (methods/sysvi.py): held-out cells, posterior mean
@@ -81,11 +83,11 @@ def relative_change(values: list[float] | np.ndarray) -> tuple[float, str]:
 
 
 def overall_change(values: list[float] | np.ndarray) -> float:
-    """(last - first) / |first| of the first and last 10 % windows (called on histories that pass
-    ``relative_change``'s checks)."""
+    """(last - first) / |first|: the first epoch against the mean of the last 10 % window (called on
+    histories that pass ``relative_change``'s checks)."""
     v = np.asarray(values, dtype=float)
     width = max(2, int(v.size * WINDOW_FRACTION))
-    first, last = v[:width].mean(), v[-width:].mean()
+    first, last = v[0], v[-width:].mean()
     return float((last - first) / abs(first)) if first else float("nan")
 
 
@@ -113,7 +115,7 @@ def assess(record: dict) -> dict[str, object]:
         status = CONVERGED
         overall = overall_change(history[term])
         if abs(overall) < LEARNED_THRESHOLD:
-            note = (f"learned little: {term} changed {overall:+.1%} from the first to the last "
+            note = (f"learned little: {term} changed {overall:+.1%} from the first epoch to the last "
                     f"{WINDOW_FRACTION:.0%} of epochs")
     return {"converged": status, "convergence_term": term, "recon_rel_change": change, "convergence_note": note}
 

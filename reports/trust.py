@@ -97,7 +97,7 @@ def convergence_banner(runs: pd.DataFrame | None) -> str:
                 if c in little.columns]
         methods = ", ".join(sorted(little["method"].unique()))
         parts.append(f'<div class="warn"><b>⚠ {len(little)} converged run(s) learned little</b> ({esc(methods)}): '
-                     f"their reconstruction loss barely changed from the first to the last tenth of training "
+                     f"their reconstruction loss barely changed from the first epoch to the last tenth of training "
                      f"(less than 5 %), so they may not have learned the data; read their scores with care. "
                      f'<details><summary>the runs</summary>{simple_table(little[cols], "learned-little")}'
                      f"</details></div>")
