@@ -14,10 +14,8 @@ convention the metrics stage follows), which the across-method scaling below rel
 
 from __future__ import annotations
 
-import re
 import textwrap
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -48,103 +46,27 @@ from plotnine import (
     theme_bw,
 )
 
+from reports.figure_helpers import (
+    BEST_FIXED,
+    COMPOSITES,
+    FAILED_COLOUR,
+    STATUS_SHAPES,
+    UMAP_COLUMNS,
+    best_with_status,
+    figure_size,
+    find_columns,
+    fully_labelled,
+    is_empty,
+    ordered_categorical,
+    scale_min_max,
+    with_run_status,
+)
 from reports.figures_scaling import fig_scaling
+from reports.figures_sysvi import fig_sysvi_nmi_ilisi, fig_sysvi_sweep
 from reports.figures_training import fig_convergence, fig_loss_terms, not_converged_best
 from reports.missing_labels import missing_label_long
 from reports.selection import selection_lines
 from reports.tables import dataset_titles, metric_columns, metric_types
-
-BEST_FIXED = ["dataset", "method", "best_setting", "representative_seed", "representative_run", "n_seeds",
-              "n_failed", "within_overall", "bio", "batch", "overall", "combined_5050", "rank", "status",
-              "error", "label_missing", "criterion", "criterion_source", "n_failed_seeds", "failed_seeds_rule",
-              "bio_proxy", "bio_weight"]
-SCORES_FIXED = ["dataset", "method", "setting", "seed", "label_missing", "status", "error", "bio", "batch",
-                "overall"]
-COMPOSITES = ["bio", "batch", "overall"]
-SYSVI_FAMILY = ["cvae", "vamp", "cyc", "sysvi", "adv"]  # registry names of the sysVI ablations
-STATUS_SHAPES = {"ok": "o", "failed": "x"}
-FAILED_COLOUR = "#d62728"
-UMAP_COLUMNS = 6  # panels per row of the UMAP grids
-RST_DIR = Path(__file__).resolve().parent / "rst"  # captions for snakemake --report: RST_DIR/<name>.rst
-
-
-# ----------------------------------------------------------------------------- helpers
-
-def is_empty(df: pd.DataFrame | None) -> bool:
-    """True for a missing or row-less table."""
-    return df is None or len(df) == 0
-
-
-def natural_key(text: str) -> list:
-    """Sort key that orders numbers inside strings numerically (kl_weight-1.5 < kl_weight-10)."""
-    # no sign: in slugs like "kl_weight-5" the dash separates name and value
-    number = r"\d+(?:\.\d+)?(?:e-?\d+)?"
-    parts = re.split(f"({number})", str(text))
-    return [(0, float(p)) if re.fullmatch(number, p) else (1, p) for p in parts if p]
-
-
-def ordered_categorical(values: pd.Series, order: list[str] | None = None) -> pd.Categorical:
-    """Categorical of ``values`` in ``order`` (default: natural sort of the distinct values)."""
-    cats = order if order is not None else sorted(values.dropna().astype(str).unique(), key=natural_key)
-    return pd.Categorical(values.astype(str), categories=cats, ordered=True)
-
-
-def figure_size(n_cols: int, n_rows: int, col_w: float = 2.8, row_h: float = 2.4,
-                extra_w: float = 2.5, extra_h: float = 1.2) -> tuple[float, float]:
-    """Figure size in inches for a facet layout, capped so huge studies stay printable."""
-    return (min(extra_w + col_w * max(n_cols, 1), 24.0), min(extra_h + row_h * max(n_rows, 1), 30.0))
-
-
-def with_run_status(df: pd.DataFrame) -> pd.DataFrame:
-    """Copy of a per-run table with a clean ``status`` column (missing status counts as ok)."""
-    df = df.copy()
-    if "status" not in df.columns:
-        df["status"] = "ok"
-    df["status"] = df["status"].fillna("ok").astype(str)
-    return df
-
-
-def fully_labelled(scores: pd.DataFrame) -> pd.DataFrame:
-    """Runs with all labels visible (the runs that selection and sweeps are about)."""
-    if "label_missing" not in scores.columns:
-        return scores
-    return scores[scores["label_missing"].fillna(0) == 0]
-
-
-def best_with_status(best: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """best.tsv with ``status`` (failed: no usable composite) and ``error``, plus a failed row
-    for every dataset x method that has runs in runs.tsv but no row in best.tsv."""
-    b = fully_labelled(best).copy()
-    b["status"] = np.where(b["overall"].isna() | b["best_setting"].isna(), "failed", "ok")
-    if "error" not in b.columns:
-        b["error"] = ""
-    if not is_empty(runs):
-        runs = with_run_status(runs)
-        first_error = (runs[runs["status"] == "failed"].groupby(["dataset", "method"])["error"].first()
-                       .to_dict())
-        b["error"] = [e if e else first_error.get((d, m), "") for d, m, e in
-                      zip(b["dataset"], b["method"], b["error"].fillna(""))]
-        known = set(zip(b["dataset"], b["method"]))
-        extra = [{"dataset": d, "method": m, "status": "failed", "error": first_error.get((d, m), "")}
-                 for d, m in runs[["dataset", "method"]].drop_duplicates().itertuples(index=False)
-                 if (d, m) not in known]
-        if extra:
-            b = pd.concat([b, pd.DataFrame(extra)], ignore_index=True)
-    return b
-
-
-def scale_min_max(values: pd.Series) -> pd.Series:
-    """Min-max scale to [0, 1]; a constant column becomes 1 (all tied at the best)."""
-    lo, hi = values.min(), values.max()
-    if pd.isna(lo) or hi == lo:
-        return values.where(values.isna(), 1.0)
-    return (values - lo) / (hi - lo)
-
-
-def find_columns(df: pd.DataFrame, pattern: str) -> list[str]:
-    """Raw (unscaled) columns whose name matches the regular expression ``pattern``."""
-    return [c for c in df.columns if re.search(pattern, str(c)) and not str(c).startswith("scaled_")]
-
 
 # ----------------------------------------------------------------------------- 1. summary table
 
@@ -362,85 +284,6 @@ def fig_sweeps(scores: pd.DataFrame):
          + theme_bw()
          + theme(figure_size=figure_size(ncol, int(np.ceil(n_panels / ncol)), 1.6, 2.3, extra_w=1.8),
                  axis_text_x=element_text(rotation=45, ha="right", size=7), legend_position="bottom"))
-    return p
-
-
-def sysvi_rows(scores: pd.DataFrame) -> pd.DataFrame:
-    """Fully labelled runs of the sysVI family methods present in ``scores``."""
-    s = with_run_status(fully_labelled(scores))
-    return s[s["method"].isin(SYSVI_FAMILY)]
-
-
-def fig_sysvi_sweep(scores: pd.DataFrame):
-    """sysVI Fig. 2a: NMI-fixed and iLISI, each min-max scaled to [0, 1] per dataset over all
-    sysVI-family runs, vs the setting (e.g. KL weight); seeds as points, average as a line."""
-    if is_empty(scores) or not {"nmi_fixed", "ilisi"} <= set(scores.columns):
-        return None
-    s = sysvi_rows(scores)
-    if s.empty:
-        return None
-    long = s.melt(id_vars=["dataset", "method", "setting", "seed", "status"], value_vars=["nmi_fixed", "ilisi"],
-                  var_name="metric")
-    long["value"] = long.groupby(["dataset", "metric"])["value"].transform(scale_min_max)
-    long.loc[long["status"] == "failed", "value"] = 0.0
-    long = long[long["value"].notna()]
-    if long.empty:
-        return None
-    long["setting"] = ordered_categorical(long["setting"])
-    long["method"] = ordered_categorical(long["method"], [m for m in SYSVI_FAMILY if m in set(long["method"])])
-    means = (long[long["status"] == "ok"].groupby(["dataset", "method", "setting", "metric"], observed=True)
-             ["value"].mean().reset_index())
-    n_methods, n_datasets = long["method"].nunique(), long["dataset"].nunique()
-    p = (ggplot(long, aes("setting", "value", color="metric"))
-         + geom_point(aes(shape="status"), size=2, alpha=0.8)
-         + geom_line(aes(group="metric"), data=means)
-         + facet_grid("dataset ~ method", scales="free_x")
-         + scale_shape_manual(values=STATUS_SHAPES)
-         + labs(x="setting", y="scaled score\n(0-1 per metric)", color="metric (avg. = line)",
-                shape="run status")
-         + theme_bw()
-         + theme(figure_size=figure_size(n_methods, n_datasets, 1.9, 2.4, extra_w=1.2),
-                 axis_text_x=element_text(rotation=45, ha="right"), legend_position="bottom"))
-    return p
-
-
-def fig_sysvi_nmi_ilisi(scores: pd.DataFrame):
-    """sysVI Fig. 3: NMI-fixed vs iLISI per model (panels); seeds as small circles, the
-    average per setting as a cross, coloured by setting; failed runs counted in a red label."""
-    if is_empty(scores) or not {"nmi_fixed", "ilisi"} <= set(scores.columns):
-        return None
-    s = sysvi_rows(scores)
-    if s.empty:
-        return None
-    s = s[["dataset", "method", "setting", "seed", "status", "nmi_fixed", "ilisi"]].copy()
-    s["setting"] = ordered_categorical(s["setting"])
-    s["method"] = ordered_categorical(s["method"], [m for m in SYSVI_FAMILY if m in set(s["method"])])
-    s["kind"] = "seed"
-    ok = s[s["status"] == "ok"]
-    means = ok.groupby(["dataset", "method", "setting"], observed=True)[["nmi_fixed", "ilisi"]].mean().reset_index()
-    means["kind"] = "average"
-    means["status"] = "ok"
-    failed = (s[s["status"] == "failed"].groupby(["dataset", "method"], observed=True).size()
-              .rename("n").reset_index())
-    failed["label"] = failed["n"].map(lambda k: f"× {k} failed run(s)")
-    failed["ilisi"] = ok["ilisi"].min() if len(ok) else 0.0
-    failed["nmi_fixed"] = ok["nmi_fixed"].min() if len(ok) else 0.0
-    failed["status"] = "failed"
-    data = pd.concat([s, means, failed.assign(kind="failed")], ignore_index=True)
-    n_methods, n_datasets = s["method"].nunique(), s["dataset"].nunique()
-    p = (ggplot(data, aes("ilisi", "nmi_fixed"))
-         + geom_point(aes(color="setting"), data=lambda d: d[(d["kind"] == "seed") & (d["status"] == "ok")],
-                      size=1.5, alpha=0.7)
-         + geom_point(aes(color="setting"), data=lambda d: d[d["kind"] == "average"], shape="x", size=4,
-                      stroke=1.2)
-         + geom_text(aes(label="label"), data=lambda d: d[d["kind"] == "failed"], color=FAILED_COLOUR,
-                     size=7, ha="left", va="bottom")
-         + facet_grid("dataset ~ method")
-         + labs(x="iLISI (batch correction)", y="NMI fixed (bio conservation)",
-                color="setting (× = average)")
-         + theme_bw()
-         + theme(figure_size=figure_size(n_methods, n_datasets, 1.9, 2.2, extra_w=1.2),
-                 axis_text_x=element_text(rotation=45, ha="right"), legend_position="bottom"))
     return p
 
 

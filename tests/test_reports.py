@@ -280,7 +280,7 @@ def test_table_bad_status_is_an_error(tmp_path):
 
 
 def test_natural_key_orders_numbers_in_setting_slugs():
-    from reports.figures import natural_key
+    from reports.figure_helpers import natural_key
 
     slugs = ["kl_weight-5", "kl_weight-10", "kl_weight-1.5", "kl_weight-1", "default"]
     assert sorted(slugs, key=natural_key) == ["default", "kl_weight-1", "kl_weight-1.5", "kl_weight-5",
@@ -780,7 +780,8 @@ def test_subsample_index_is_seeded_and_bounded():
 
 
 def test_every_figure_has_a_caption():
-    from reports.figures import FIGURES, RST_DIR
+    from reports.figure_helpers import RST_DIR
+    from reports.figures import FIGURES
 
     for name in FIGURES:
         caption = RST_DIR / f"{name}.rst"

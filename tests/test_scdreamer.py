@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from methods import registry, scdreamer, scdreamer_sup
+from methods import registry, scdreamer, scdreamer_module, scdreamer_sup
 from methods.base import ParamError
 from methods.nn.training import LossHistory, seed_all
 from methods.runner import hide_labels
@@ -56,10 +56,10 @@ def trainer_for(adata, **over):
     cfg = scdreamer.parse_params(params(**over), "scdreamer", False)
     gen = seed_all(0)
     data, batches, _ = scdreamer.prepare_data(adata, cfg, "batch", None, torch.device("cpu"), "scdreamer")
-    net = scdreamer.DreamerNet(data.x.shape[1], len(batches), z_dim=cfg.z_dim, n_hidden=cfg.n_hidden,
+    net = scdreamer_module.DreamerNet(data.x.shape[1], len(batches), z_dim=cfg.z_dim, n_hidden=cfg.n_hidden,
                                dropout=cfg.dropout, use_discriminator=cfg.use_discriminator,
                                use_batch_classifier=cfg.use_batch_classifier)
-    scdreamer.glorot_init(net, cfg.bias_init)
+    scdreamer_module.glorot_init(net, cfg.bias_init)
     return scdreamer.DreamerTrainer(net, data, cfg, gen)
 
 
@@ -83,10 +83,10 @@ def test_double_log_transform_matches_definition_sparse_and_dense():
     counts = np.array([[0, 1, 3], [2, 0, 0], [0, 0, 0]], dtype=np.float32)
     lib = counts.sum(1, keepdims=True)
     expected = np.log2(np.log1p(np.divide(counts * 1e4, lib, out=np.zeros_like(counts), where=lib > 0)) + 1)
-    np.testing.assert_allclose(scdreamer.double_log_transform(counts), expected, rtol=1e-6)
-    np.testing.assert_allclose(scdreamer.double_log_transform(sp.csr_matrix(counts)).toarray(), expected,
+    np.testing.assert_allclose(scdreamer_module.double_log_transform(counts), expected, rtol=1e-6)
+    np.testing.assert_allclose(scdreamer_module.double_log_transform(sp.csr_matrix(counts)).toarray(), expected,
                                rtol=1e-6)
-    t = scdreamer.torch_double_log_transform(torch.tensor(counts), float(expected.max()))
+    t = scdreamer_module.torch_double_log_transform(torch.tensor(counts), float(expected.max()))
     np.testing.assert_allclose(t.numpy(), expected / expected.max(), rtol=1e-5)
 
 
@@ -104,19 +104,19 @@ def test_prepared_input_is_scaled_to_unit_max(tiny):
 def test_zero_genes_10pct_zeroes_exactly_ten_percent_of_genes_per_draw():
     x = torch.rand(16, 250) + 0.1
     gen = torch.Generator().manual_seed(0)
-    out1 = scdreamer.perturb_input(x, "zero_genes_10pct", gen)
+    out1 = scdreamer_module.perturb_input(x, "zero_genes_10pct", gen)
     zero_cols = (out1 == 0).all(dim=0)
     assert int(zero_cols.sum()) == 25  # int(0.1 * 250), the same genes for every cell
     assert not (out1[:, ~zero_cols] == 0).any()
     torch.testing.assert_close(out1[:, ~zero_cols], x[:, ~zero_cols])
-    out2 = scdreamer.perturb_input(x, "zero_genes_10pct", gen)
+    out2 = scdreamer_module.perturb_input(x, "zero_genes_10pct", gen)
     assert not torch.equal((out2 == 0).all(dim=0), zero_cols)  # a new gene subset per minibatch
     assert (x > 0).all()  # the input itself is not modified
 
 
 def test_zero_first_100_zeroes_the_first_100_genes_only():
     x = torch.rand(8, 250) + 0.1
-    out = scdreamer.perturb_input(x, "zero_first_100", torch.Generator().manual_seed(0))
+    out = scdreamer_module.perturb_input(x, "zero_first_100", torch.Generator().manual_seed(0))
     assert (out[:, :100] == 0).all()
     torch.testing.assert_close(out[:, 100:], x[:, 100:])
 
@@ -124,19 +124,19 @@ def test_zero_first_100_zeroes_the_first_100_genes_only():
 def test_keep_80pct_umis_thins_counts_to_about_80_percent():
     torch.manual_seed(0)
     counts = torch.poisson(torch.full((64, 300), 20.0))
-    thinned = scdreamer.thin_umis(counts, 0.8)
+    thinned = scdreamer_module.thin_umis(counts, 0.8)
     assert (thinned <= counts).all() and (thinned == thinned.round()).all()
     assert float(thinned.sum() / counts.sum()) == pytest.approx(0.8, abs=0.005)
     # the perturbed encoder input is the same transform applied to the thinned counts
     torch.manual_seed(1)
-    out = scdreamer.perturb_input(torch.zeros(64, 300), "keep_80pct_umis", torch.Generator(), counts, 3.0)
+    out = scdreamer_module.perturb_input(torch.zeros(64, 300), "keep_80pct_umis", torch.Generator(), counts, 3.0)
     torch.manual_seed(1)
-    expected = scdreamer.torch_double_log_transform(scdreamer.thin_umis(counts, 0.8), 3.0)
+    expected = scdreamer_module.torch_double_log_transform(scdreamer_module.thin_umis(counts, 0.8), 3.0)
     torch.testing.assert_close(out, expected)
 
 
 def test_consistency_off_adds_no_term(tiny):
-    assert scdreamer.perturb_input(torch.ones(4, 10), "off", torch.Generator()) is None
+    assert scdreamer_module.perturb_input(torch.ones(4, 10), "off", torch.Generator()) is None
     off = run(tiny, epochs=1, consistency="off", **FAST).loss_history
     on = run(tiny, epochs=1, **FAST).loss_history
     assert "consistency" not in off
@@ -145,14 +145,14 @@ def test_consistency_off_adds_no_term(tiny):
 
 def test_bhattacharyya_coefficient_is_one_for_identical_scores_and_smaller_otherwise():
     r = torch.tensor([1.0, 2.0, 3.0, 4.0])
-    assert float(scdreamer.bhattacharyya_coefficient(r, r)) == pytest.approx(1.0)
-    assert float(scdreamer.bhattacharyya_coefficient(r, torch.tensor([4.0, 3.0, 2.0, 1.0]))) < 0.95
+    assert float(scdreamer_module.bhattacharyya_coefficient(r, r)) == pytest.approx(1.0)
+    assert float(scdreamer_module.bhattacharyya_coefficient(r, torch.tensor([4.0, 3.0, 2.0, 1.0]))) < 0.95
 
 
 def test_clipped_kl_is_zero_at_the_prior_and_positive_elsewhere():
     zeros, ones = torch.zeros(3, 4), torch.ones(3, 4)
-    torch.testing.assert_close(scdreamer.kl_standard_clipped(zeros, ones), torch.zeros(3))
-    assert (scdreamer.kl_normal_clipped(ones, ones * 0.5, zeros, ones) > 0).all()
+    torch.testing.assert_close(scdreamer_module.kl_standard_clipped(zeros, ones), torch.zeros(3))
+    assert (scdreamer_module.kl_normal_clipped(ones, ones * 0.5, zeros, ones) > 0).all()
 
 
 def test_labels_with_nan_get_code_minus_one():
