@@ -14,7 +14,6 @@ BEST_FIXED = ["dataset", "method", "best_setting", "representative_seed", "repre
               "error", "label_missing", "criterion", "criterion_source", "n_failed_seeds", "failed_seeds_rule",
               "bio_proxy", "bio_weight"]
 COMPOSITES = ["bio", "batch", "overall"]
-SYSVI_FAMILY = ["cvae", "vamp", "cyc", "sysvi", "adv"]  # registry names of the sysVI ablations
 STATUS_SHAPES = {"ok": "o", "failed": "x"}
 FAILED_COLOUR = "#d62728"
 UMAP_COLUMNS = 6  # panels per row of the UMAP grids

@@ -21,7 +21,6 @@ from plotnine import (
 from reports.figure_helpers import (
     FAILED_COLOUR,
     STATUS_SHAPES,
-    SYSVI_FAMILY,
     figure_size,
     fully_labelled,
     is_empty,
@@ -29,6 +28,8 @@ from reports.figure_helpers import (
     scale_min_max,
     with_run_status,
 )
+
+SYSVI_FAMILY = ["cvae", "vamp", "cyc", "sysvi", "adv"]  # registry names of the sysVI ablations
 
 
 def sysvi_rows(scores: pd.DataFrame) -> pd.DataFrame:
