@@ -51,7 +51,24 @@ def approx_knn(X: np.ndarray, k: int, seed: int = 0, n_jobs: int = 1) -> Neighbo
 
     X = np.ascontiguousarray(X, dtype=np.float32)
     res = pynndescent(X, n_neighbors=min(k, X.shape[0]), random_state=seed, n_jobs=n_jobs)
+    release_freed_heap()
     return _self_first(FastNeighborsResults(indices=np.asarray(res.indices), distances=np.asarray(res.distances)))
+
+
+def release_freed_heap() -> None:
+    """Give freed heap memory back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
+
+    pynndescent's numba code frees its working set into glibc's heap, which keeps it: measured
+    here, 200k cells leave the process at 3.15 GB after the search, 0.84 GB after the trim. Kept,
+    that memory sits under every later step and under the Leiden worker processes.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _self_first(res: NeighborsResults) -> NeighborsResults:

@@ -216,11 +216,22 @@ class _Scorer:
         return self.shared(f"lisi_{which}_per_cell", lambda: lisi_per_cell(self.nbrs(), values))
 
     # ---- metric groups: each returns {metric: value} ----
-    def g_nmi_ari(self):
-        from metrics.scib_set import LEIDEN_RESOLUTIONS, nmi_ari_optimized
+    def grid_clusterings(self) -> dict[float, np.ndarray]:
+        """The clusterings at scib-metrics' resolution grid (without an extra NMI-fixed resolution)."""
+        from metrics.scib_set import LEIDEN_RESOLUTIONS
 
-        cl = {r: c for r, c in self.clusterings().items() if r in set(LEIDEN_RESOLUTIONS)}
-        return nmi_ari_optimized(cl, self.labels)
+        return {r: c for r, c in self.clusterings().items() if r in set(LEIDEN_RESOLUTIONS)}
+
+    def grid_scores(self):
+        """(NMI, ARI) of the labels per grid resolution, shared by NMI/ARI and 1 - ARI(batch)."""
+        from metrics.scib_set import nmi_ari_per_resolution
+
+        return self.shared("leiden_label_scores", lambda: nmi_ari_per_resolution(self.grid_clusterings(), self.labels))
+
+    def g_nmi_ari(self):
+        from metrics.scib_set import nmi_ari_optimized
+
+        return nmi_ari_optimized(self.grid_clusterings(), self.labels, scores=self.grid_scores())
 
     def g_nmi_fixed(self):
         from metrics.paper_metrics import nmi_fixed_and_jaccard
@@ -252,11 +263,9 @@ class _Scorer:
 
     def g_isolated_f1(self):
         from metrics.paper_metrics import isolated_label_f1
-        from metrics.scib_set import LEIDEN_RESOLUTIONS
 
         iso = self.isolated()
-        cl = {r: c for r, c in self.clusterings().items() if r in set(LEIDEN_RESOLUTIONS)}
-        return {"isolated_label_f1": isolated_label_f1(cl, self.labels, iso)}
+        return {"isolated_label_f1": isolated_label_f1(self.grid_clusterings(), self.labels, iso)}
 
     def g_clisi(self):
         from metrics.scib_set import clisi_from_per_cell
@@ -334,14 +343,11 @@ class _Scorer:
 
     def g_one_minus_ari_batch(self):
         from metrics.paper_metrics import one_minus_ari_batch
-        from metrics.scib_set import LEIDEN_RESOLUTIONS
 
         cl = self.clusterings()
         if self.labelled:  # the clustering at the resolution chosen for label NMI
-            from sklearn.metrics import normalized_mutual_info_score
-
-            grid = [r for r in cl if r in set(LEIDEN_RESOLUTIONS)]
-            best = max(grid, key=lambda r: normalized_mutual_info_score(self.labels, cl[r]))
+            scores = self.grid_scores()
+            best = max(self.grid_clusterings(), key=lambda r: scores[r][0])
         else:
             best = 1.0
         self.extra["one_minus_ari_batch_resolution"] = best

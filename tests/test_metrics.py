@@ -206,6 +206,22 @@ def test_exact_knn_matches_numpy():
         knn(X, 10, method="faiss")
 
 
+def test_leiden_in_worker_processes_gives_the_one_process_labels():
+    """n_jobs > 1 splits the resolutions over processes that rebuild the graph from files: the
+    labels must be those of one process at every resolution (each resolution reseeds its RNG)."""
+    from metrics import scib_set as ss
+    from metrics.neighbors import exact_knn
+
+    X, _, _ = blobs(n_per=60, batch_shift=1.0, sep=3.0)
+    conn = exact_knn(X, 15).knn_graph_connectivities
+    one = ss.leiden_clusterings(conn)
+    two = ss.leiden_clusterings(conn, n_jobs=3)
+    assert list(two) == list(one) == [float(r) for r in ss.LEIDEN_RESOLUTIONS]
+    assert len({len(np.unique(c)) for c in one.values()}) > 2  # the resolutions differ, so order matters
+    for r in one:
+        np.testing.assert_array_equal(two[r], one[r])
+
+
 def test_scib_set_agrees_with_scib_metrics():
     """Our shared-work versions give scib-metrics' own values on the same inputs."""
     import scib_metrics as sm
