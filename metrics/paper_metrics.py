@@ -76,6 +76,15 @@ def batch_unique_labels(labels: np.ndarray, batch: np.ndarray) -> list[str]:
     return [str(t) for t, n in zip(types, present.sum(axis=1)) if n == 1]
 
 
+def shared_labels(labels: np.ndarray, batch: np.ndarray) -> list[str]:
+    """Cell types present in every batch (sysVI's cell types shared between systems), sorted."""
+    types, type_idx = np.unique(np.asarray(labels).astype(str), return_inverse=True)
+    batches, batch_idx = np.unique(np.asarray(batch).astype(str), return_inverse=True)
+    present = np.zeros((types.size, batches.size), dtype=bool)
+    present[type_idx, batch_idx] = True
+    return [str(t) for t, every in zip(types, present.all(axis=1)) if every]
+
+
 def _chi2_accept(counts: np.ndarray, expected_freq: np.ndarray, alpha: float) -> np.ndarray:
     """kBET's chi-square test per row: observed batch counts vs k x expected frequencies.
 

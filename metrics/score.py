@@ -4,7 +4,11 @@ Options (JSON, every key optional; defaults in ``DEFAULT_OPTIONS``):
 
 - ``n_neighbors`` (90): k of the shared kNN graph; subset to 15 (Leiden, graph connectivity)
   and 50 (kBET, positive rates) as scib-metrics' Benchmarker does.
-- ``metrics`` ("all" or a list of names from ``metrics.catalog``).
+- ``metrics`` ("all" or a list of names from ``metrics.catalog``): "all" is every metric but the
+  opt-in ones (``metrics.catalog.OPT_IN``), which ``extra_metrics`` adds by name.
+- ``extra_metrics`` ([]): opt-in metrics to compute as well, e.g. ``ilisi_scaled`` and
+  ``nmi_fixed_scaled`` (sysVI Fig. 2a: iLISI and NMI fixed on the embedding with each feature
+  standardised; one more kNN graph and Leiden clustering per run).
 - ``labelled`` (null = auto: false when every label is in ``unknown_labels``): when false,
   every metric that needs cell-type labels is null with reason "dataset unlabelled".
 - ``batch_key`` / ``label_key`` ("batch" / "label"): obs columns of the *data* file (truth).
@@ -49,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from metrics.catalog import ALL_METRICS, metric_info
+from metrics.catalog import ALL_METRICS, OPT_IN, metric_info
 from metrics.json_output import write_json_atomic
 from metrics.run_inputs import DataCache, read_run, run_embedding
 
@@ -63,7 +67,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "graph_connectivity_reference": "scib", "moransi_exact_max_cells": 20_000,
     "moransi_min_cells": 500, "moransi_min_frac_expressed": 0.1, "moransi_cutoff": 0.2,
     "moransi_max_genes": 150, "moransi_exclude": r"doublet|\+", "unsupervised_resolution": 0.5,
-    "seed": 0, "per_cell_decimals": 3,
+    "seed": 0, "per_cell_decimals": 3, "extra_metrics": [],
 }
 KBET_SIZE_METRICS = {0.05: "kbet_acceptance_k05", 0.10: "kbet_acceptance_k10", 0.15: "kbet_acceptance_k15",
                      0.20: "kbet_acceptance_k20", 0.25: "kbet_acceptance_k25"}
@@ -93,10 +97,13 @@ def resolve_options(options: dict | None) -> dict[str, Any]:
         raise ValueError(f"unknown metrics option(s): {', '.join(unknown)}; known: {', '.join(DEFAULT_OPTIONS)}")
     opts = {**DEFAULT_OPTIONS, **options}
     if opts["metrics"] == "all":
-        opts["metrics"] = list(ALL_METRICS)
-    bad = sorted(set(opts["metrics"]) - set(ALL_METRICS))
-    if bad:
-        raise ValueError(f"unknown metric name(s) in options 'metrics': {', '.join(bad)}")
+        opts["metrics"] = [m for m in ALL_METRICS if m not in OPT_IN]
+    for key in ("metrics", "extra_metrics"):
+        bad = sorted(set(opts[key]) - set(ALL_METRICS))
+        if bad:
+            raise ValueError(f"unknown metric name(s) in options '{key}': {', '.join(bad)}; "
+                             f"known: {', '.join(ALL_METRICS)}")
+    opts["metrics"] = list(dict.fromkeys([*opts["metrics"], *opts["extra_metrics"]]))
     for key in ("isolated_label_reference", "graph_connectivity_reference"):
         if opts[key] not in ("scib", "scib_metrics"):
             raise ValueError(f"option {key} must be 'scib' or 'scib_metrics', got {opts[key]!r}")
@@ -277,6 +284,37 @@ class _Scorer:
 
         return {"ilisi": ilisi_from_per_cell(self.lisi("ilisi"), np.unique(self.batch).size)}
 
+    def g_ilisi_shared(self):
+        from metrics.paper_metrics import shared_labels
+        from metrics.scib_set import ilisi_from_per_cell
+
+        shared = shared_labels(self.labels, self.batch)
+        if not shared:
+            raise _NotApplicable("no cell type is present in every batch")
+        self.extra["ilisi_shared_labels"] = shared
+        keep = np.isin(self.labels, shared)
+        return {"ilisi_shared": ilisi_from_per_cell(self.lisi("ilisi")[keep], np.unique(self.batch).size)}
+
+    def g_scaled_embedding(self):
+        """iLISI and NMI fixed on the embedding with every feature standardised (sysVI Fig. 2a,
+        Suppl. Note S1): a higher KL weight that only silences latent dimensions loses its
+        effect here, since the silenced dimensions are scaled back up."""
+        from metrics import neighbors as nb
+        from metrics.paper_metrics import nmi_fixed_and_jaccard
+        from metrics.scib_set import ilisi_from_per_cell, leiden_clusterings, lisi_per_cell
+
+        o = self.opts
+        emb = np.asarray(self.emb, dtype=np.float64)
+        sd = emb.std(axis=0)
+        z = ((emb - emb.mean(axis=0)) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
+        nbrs = nb.knn(z, int(o["n_neighbors"]), method=o["knn_method"], exact_max_cells=int(o["exact_max_cells"]),
+                      seed=int(o["seed"]), n_jobs=int(o["n_jobs"]))
+        res = float(o["nmi_fixed_resolution"])
+        clusters = leiden_clusterings(nbrs.subset_neighbors(15).knn_graph_connectivities, [res],
+                                      seed=int(o["leiden_seed"]))[res]
+        return {"ilisi_scaled": ilisi_from_per_cell(lisi_per_cell(nbrs, self.batch), np.unique(self.batch).size),
+                "nmi_fixed_scaled": nmi_fixed_and_jaccard(clusters, self.labels)[0]}
+
     def g_f1_lisi(self):
         from metrics.paper_metrics import f1_lisi
 
@@ -410,7 +448,8 @@ class _Scorer:
         "g_nmi_ari": ["nmi", "ari"], "g_nmi_fixed": ["nmi_fixed", "jaccard"],
         "g_jaccard_batch_unique": ["jaccard_batch_unique"], "g_asw_label": ["asw_label"],
         "g_isolated_asw": ["isolated_label_asw"], "g_isolated_f1": ["isolated_label_f1"],
-        "g_clisi": ["clisi"], "g_ilisi": ["ilisi"], "g_f1_lisi": ["f1_lisi"], "g_asw_batch": ["asw_batch"],
+        "g_clisi": ["clisi"], "g_ilisi": ["ilisi"], "g_ilisi_shared": ["ilisi_shared"],
+        "g_scaled_embedding": ["ilisi_scaled", "nmi_fixed_scaled"], "g_f1_lisi": ["f1_lisi"], "g_asw_batch": ["asw_batch"],
         "g_bras": ["bras"], "g_kbet": ["kbet"], "g_graph_connectivity": ["graph_connectivity"],
         "g_pcr": ["pcr_comparison"], "g_positive": ["positive_rate", "true_positive_rate"],
         "g_one_minus_ari_batch": ["one_minus_ari_batch"],

@@ -38,7 +38,7 @@ REQUIRED_COLUMNS: dict[str, list[str]] = {
     "lisi_percell": ["dataset", "method", "metric", "value"],
     "umap": ["dataset", "method", "x", "y", "batch", "label"],
     "loss_history": ["dataset", "method", "setting", "seed", "term", "epoch", "value", "reconstruction"],
-    "claims": ["claim_id", "paper", "figure", "claim", "dataset", "rule", "numbers", "verdict", "why"],
+    "claims": ["claim_id", "paper", "figure", "quote", "claim", "dataset", "rule", "numbers", "verdict", "why"],
     "claim_tests": ["claim_id", "dataset", "metric", "method_a", "method_b", "p_adj"],
     "batch_strength": ["dataset", "separation", "n_shared_types", "note"],
 }

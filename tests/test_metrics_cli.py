@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from metrics.catalog import ALL_METRICS
+from metrics.catalog import ALL_METRICS, OPT_IN
 from metrics.score import resolve_options, score_many
 
 REPO = Path(__file__).resolve().parent.parent
@@ -85,7 +85,10 @@ def test_options_are_checked():
         resolve_options({"n_neighbours": 90})
     with pytest.raises(ValueError, match="unknown metric name"):
         resolve_options({"metrics": ["nmi", "bogus"]})
-    assert resolve_options(None)["metrics"] == ALL_METRICS
+    assert resolve_options(None)["metrics"] == [m for m in ALL_METRICS if m not in OPT_IN]
+    assert resolve_options({"extra_metrics": ["ilisi_scaled"]})["metrics"][-1] == "ilisi_scaled"
+    with pytest.raises(ValueError, match="'extra_metrics': bogus"):
+        resolve_options({"extra_metrics": ["bogus"]})
 
 
 def test_score_subset_ok_failed_graph(tiny):
@@ -141,7 +144,7 @@ def test_cli_full_set_ok_failed_graph_and_determinism(tiny):
     proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     ok, failed, graph = (json.loads(p.read_text()) for p in outs)
-    assert set(ok["metrics"]) == set(ALL_METRICS)
+    assert set(ok["metrics"]) == set(ALL_METRICS) - OPT_IN
     missing = {m for m, v in ok["metrics"].items() if v is None}
     # every label is in both batches: scib (the default reference) finds no isolated label
     # and no cell type is found in one batch only
@@ -223,3 +226,31 @@ def test_kbet_subsampled_above_kbet_max_cells(tmp_path):
 def test_reference_options_are_checked():
     with pytest.raises(ValueError, match="graph_connectivity_reference must be 'scib' or 'scib_metrics'"):
         resolve_options({"graph_connectivity_reference": "scanpy"})
+
+
+def test_shared_type_ilisi_and_the_standardised_embedding(tmp_path):
+    """ilisi_shared leaves out a type found in one batch (it cannot mix); the scaled metrics see a
+    batch axis that a tiny scale hides from the raw embedding (sysVI Fig. 2a: silenced dimensions)."""
+    rng = np.random.default_rng(0)
+    data = make_data(tmp_path / "data.h5ad", n_per=120)  # unique types larger than the 90 neighbours
+    labels = data.obs["label"].astype(str).to_numpy()
+    batch = data.obs["batch"].astype(str).to_numpy()
+    data.obs["label"] = pd.Categorical(np.where((labels == "T2") & (batch == "B1"), "T3", labels))  # T2, T3 unique
+    data.write_h5ad(tmp_path / "data.h5ad")
+    centers = rng.normal(size=(4, 2)) * 20
+    lab_i = np.unique(data.obs["label"].astype(str), return_inverse=True)[1]
+    types = centers[lab_i] + rng.normal(size=(data.n_obs, 2))
+    hidden_batch = (batch == "B1")[:, None] * 1e-3 + rng.normal(size=(data.n_obs, 1)) * 1e-5
+    run = write_run(tmp_path / "run.h5ad", data, emb=np.hstack([types, hidden_batch]))
+    out = tmp_path / "m.json"
+    score_many(tmp_path / "data.h5ad", [run], [out], {"metrics": ["ilisi", "ilisi_shared", "nmi_fixed"],
+                                                      "extra_metrics": ["ilisi_scaled", "nmi_fixed_scaled"]})
+    m = json.loads(out.read_text())["metrics"]
+    per_cell = np.asarray(json.loads(out.read_text())["per_cell"]["ilisi"])
+    shared = np.isin(data.obs["label"].astype(str), ["T0", "T1"])
+    assert m["ilisi_shared"] == pytest.approx(np.median(per_cell[shared]) - 1, abs=2e-3)  # (median - 1) / (2 - 1)
+    assert np.median(per_cell[~shared]) < 1.05  # a unique type cannot mix
+    assert m["ilisi_shared"] > 0.8 and m["ilisi"] < m["ilisi_shared"] - 0.05  # the unique types pull ilisi down
+    assert m["ilisi_scaled"] < 0.05  # standardised, the hidden axis separates the batches
+    # each type splits by batch at r = 2, which the majority-label NMI fixed does not see
+    assert m["nmi_fixed_scaled"] == pytest.approx(1.0) and m["nmi_fixed"] == pytest.approx(1.0)

@@ -40,6 +40,7 @@ rule claims:
     input:
         scores=f"{OUT}/tables/scores.tsv",
         best=f"{OUT}/tables/best.tsv",
+        runs=f"{OUT}/tables/runs.tsv",
         strength=f"{OUT}/tables/batch_strength.tsv",
     output:
         claims=f"{OUT}/tables/claims.tsv",
