@@ -195,11 +195,13 @@ def make_checks() -> dict[str, pd.DataFrame]:
                              "batch_unique_types": ["Group4, Group5", ""], "per_type": ["Group1: 1.23", ""],
                              "note": ["", "no cell type has >= 50 cells in two or more batches"]})
     claims = pd.DataFrame({"claim_id": ["sysvi_kl_weight", "sysvi_kl_weight", "davae_vs_baselines"],
-                           "paper": "sysVI", "figure": "Fig. 2a", "claim": "a higher KL weight trades bio for batch",
+                           "paper": "sysVI", "figure": "Fig. 2a", "quote": "increased KL regularization strength",
+                           "claim": "a higher KL weight trades bio for batch",
                            "dataset": ["sim_a", "sim_b", "sim_a"], "rule": "iLISI higher and NMI fixed lower",
-                           "numbers": ["ilisi: cvae 0.2 vs cvae 0.1 (n 2/2, means only)", "", ""],
-                           "verdict": ["reproduced", "not reproduced", "not testable here"],
-                           "evidence": ["means only (fewer than 3 seeds)", "means only (fewer than 3 seeds)", ""],
+                           "numbers": ["ilisi: cvae 0.2 vs cvae 0.1 (n 3/3, Welch, two-sided p_adj 0.01)", "",
+                                       "ilisi: cvae 0.2 vs cvae 0.1 (n 1/1, not tested)"],
+                           "verdict": ["reproduced", "not reproduced", "direction only (not tested)"],
+                           "evidence": ["Welch", "Welch", "1 seed(s) on a side: no test (needs 3)"],
                            "why": ["", "nmi_fixed: not lower", "the study has no davae runs on this dataset"]})
     tests = pd.DataFrame({"claim_id": ["sysvi_kl_weight"], "dataset": ["sim_a"], "metric": ["ilisi"],
                           "method_a": ["cvae"], "method_b": ["cvae"], "setting_a": ["kl_weight-5"],
@@ -628,14 +630,14 @@ def test_html_says_what_to_trust_at_the_top(rendered):
     study = page[page.index('<section id="study">'):page.index('<section id="datasets">')]
     assert "1 of" in study and "trained runs are not converged" in study and "3.4%" in study
     assert "not converged</b> when its reconstruction loss" in study  # the rule is stated
-    assert "1 reproduced, 1 not reproduced, 1 not testable here" in study
-    assert "2 of the 2 decided rows rest on means only" in study
+    assert "1 reproduced, 1 not reproduced, 1 direction only (not tested), 0 not testable here" in study
+    assert "1 rows rest on fewer than 3 seeds and are not tested: config/claims.yaml" in study
     assert "sim_a</th><td>batch separation 1.23 (3 shared cell types)" in study
     datasets = page[page.index('<section id="datasets">'):page.index('<section id="claims">')]
     assert "<h3>sim_b: batch separation n/a: no cell type has &gt;= 50 cells" in datasets
     claims = page[page.index('<section id="claims">'):page.index('<section id="figures">')]
     assert claims.count('class="verdict-ok"') == 1 and claims.count('class="verdict-bad"') == 1
-    assert "Benjamini-Hochberg" in claims and "the study has no davae runs" in claims
+    assert "two-stage Benjamini-Hochberg" in claims and "the study has no davae runs" in claims
 
 
 def test_claims_summary_when_nothing_is_testable():
@@ -645,8 +647,9 @@ def test_claims_summary_when_nothing_is_testable():
     claims = pd.DataFrame({"claim_id": ["a", "b"], "paper": "p", "figure": "f", "claim": "c", "dataset": "d",
                            "rule": "r", "numbers": np.nan, "verdict": "not testable here", "evidence": np.nan,
                            "why": "the study has no davae runs on this dataset"})
-    assert "0 reproduced, 0 not reproduced, 2 not testable here." in claims_summary(claims)
-    assert "means only" not in claims_summary(claims)
+    assert "0 reproduced, 0 not reproduced, 0 direction only (not tested), 2 not testable here." in \
+        claims_summary(claims)
+    assert "fewer than 3 seeds" not in claims_summary(claims)
     assert "nan" not in claims_section(claims)
 
 
