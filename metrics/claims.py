@@ -59,7 +59,7 @@ CLAIM_COLUMNS = ["claim_id", "paper", "figure", "quote", "claim", "dataset", "se
                  "verdict", "evidence", "why"]
 TEST_COLUMNS = ["claim_id", "dataset", "metric", "label_missing", "method_a", "setting_a", "n_a", "mean_a", "sd_a",
                 "method_b", "setting_b", "n_b", "mean_b", "sd_b", "expected", "test", "margin", "p_value",
-                "p_adj", "tested", "holds"]
+                "p_adj", "tested", "holds", "values_a", "values_b"]
 
 # the claimed relation of a's values to b's
 GREATER, LESS, EQUIVALENT = "greater", "less", "comparable"
@@ -564,7 +564,8 @@ def test_row(claim_id: str, dataset: str, c: Comparison) -> dict:
             "expected": c.expected, "test": c.test if c.tested else "none (fewer than 3 seeds)",
             "margin": EQUIVALENCE_MARGIN if c.expected == EQUIVALENT else np.nan, "p_value": c.p_value,
             "p_adj": c.p_adj, "tested": c.tested,
-            "holds": c.holds() if c.tested else np.nan}
+            "holds": c.holds() if c.tested else np.nan,
+            "values_a": ";".join(f"{v:.4g}" for v in c.values_a), "values_b": ";".join(f"{v:.4g}" for v in c.values_b)}
 
 
 def decide(study: Study, dataset: str, comps: list[Comparison], why_not: str) -> tuple[str, str, str, str]:

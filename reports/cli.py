@@ -4,6 +4,7 @@
                              [--study-wall-s S] [--umap-max-cells N] [--umap COORDS.tsv.gz]
                              [--versions VERSIONS.json] [--title TITLE]
     python -m reports umap --tables DIR --out COORDS.tsv.gz [--max-cells N] [--seed S]
+    python -m reports claims-md --tables DIR --figures FIGDIR --out CLAIMS.md [--command CMD]
 
 ``render`` reads every table that exists in DIR, renders every figure it can (PNG + PDF in
 FIGDIR, names from ``reports.figures.FIGURES``) and writes the self-contained HTML report.
@@ -117,6 +118,67 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+# the figures behind the claims, in the order the results page shows them
+CLAIM_FIGURES = ["claims", "sysvi_nmi_ilisi", "sysvi_sweep", "summary_table", "bio_batch", "missing_labels",
+                 "convergence"]
+
+
+def git_commit() -> str:
+    """The repository's commit ('abc1234', '+ local changes' when the tree differs), or 'unknown'."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=30, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + (" + local changes" if dirty else "")
+
+
+def cmd_claims_md(args: argparse.Namespace) -> int:
+    """The claims page (results.md) with the figures behind it copied beside it."""
+    import os
+    import platform
+    import shutil
+    from datetime import datetime, timezone
+
+    from reports.figures_claims import claims_markdown
+    from reports.tables import read_tables
+
+    tables = read_tables(Path(args.tables))
+    if "claims" not in tables:
+        raise SystemExit(f"claims-md: {Path(args.tables) / 'claims.tsv'} does not exist (run the claims step first)")
+    out = Path(args.out)
+    fig_dir = out.parent / f"{out.stem}_figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    figures = []
+    for name in CLAIM_FIGURES:
+        png = Path(args.figures) / f"{name}.png"
+        if png.exists():
+            shutil.copyfile(png, fig_dir / png.name)
+            figures.append(f"{fig_dir.name}/{png.name}")
+    wall = wall_since_start(args.invocations)
+    header = "\n".join([
+        f"# {args.title}", "",
+        f"Made by the pipeline: `{args.command}` at commit `{git_commit()}`, "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, on {platform.machine()} with {os.cpu_count()} cores"
+        + (f", {wall / 60:.0f} min since the workflow started" if wall else "") + ".",
+        "Each row quotes its paper; `selection` names the setting choice, `rule` the test; a verdict needs 3 seeds "
+        "per side (two-sided Welch or TOST with margin 0.05, two-stage Benjamini-Hochberg per dataset x metric, "
+        "adjusted p < 0.1)."])
+    import pandas as pd
+
+    text = claims_markdown(tables["claims"], tables.get("claim_tests", pd.DataFrame()), header, figures)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(out)
+    print(f"{out} written ({len(figures)} figures)", file=sys.stderr)
+    return 0
+
+
 def cmd_umap(args: argparse.Namespace) -> int:
     from reports.tables import read_tables
     from reports.umap import umap_table, write_table
@@ -154,6 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     umap.add_argument("--max-cells", type=int, default=5000)
     umap.add_argument("--seed", type=int, default=0)
     umap.set_defaults(func=cmd_umap)
+    md = sub.add_parser("claims-md", help="the claims page (Markdown) with the figures behind it")
+    md.add_argument("--tables", required=True, help="folder with claims.tsv and claim_tests.tsv")
+    md.add_argument("--figures", required=True, help="the report's figure folder")
+    md.add_argument("--out", required=True, help="Markdown file to write; figures go to <stem>_figures/ beside it")
+    md.add_argument("--command", default="snakemake -s workflow/Snakefile", help="the command that made the study")
+    md.add_argument("--invocations", help="the workflow's invocations.log: wall-clock since the last start")
+    md.add_argument("--title", default="The papers' claims, tested")
+    md.set_defaults(func=cmd_claims_md)
     return parser
 
 

@@ -61,6 +61,7 @@ from reports.figure_helpers import (
     scale_min_max,
     with_run_status,
 )
+from reports.figures_claims import fig_claims
 from reports.figures_scaling import fig_scaling
 from reports.figures_sysvi import fig_sysvi_nmi_ilisi, fig_sysvi_sweep
 from reports.figures_training import fig_convergence, fig_loss_terms, not_converged_best
@@ -459,5 +460,6 @@ FIGURES: dict[str, tuple[Callable, str]] = {
                                            "a composite scaled over all supervised runs, vs share of labels missing"),
     "convergence": (fig_convergence, "Training: reconstruction loss per epoch of every trained run, "
                                      "not-converged runs in red"),
+    "claims": (fig_claims, "The papers' claims: per comparison, each seed's value of both sides (claim_tests.tsv)"),
     "loss_terms": (fig_loss_terms, "Training: every loss term per epoch of each method's representative run"),
 }

@@ -204,8 +204,10 @@ def make_checks() -> dict[str, pd.DataFrame]:
                            "evidence": ["Welch", "Welch", "1 seed(s) on a side: no test (needs 3)"],
                            "why": ["", "nmi_fixed: not lower", "the study has no davae runs on this dataset"]})
     tests = pd.DataFrame({"claim_id": ["sysvi_kl_weight"], "dataset": ["sim_a"], "metric": ["ilisi"],
-                          "method_a": ["cvae"], "method_b": ["cvae"], "setting_a": ["kl_weight-5"],
-                          "setting_b": ["kl_weight-1"], "p_adj": [np.nan]})
+                          "label_missing": [0.0], "method_a": ["cvae"], "method_b": ["cvae"],
+                          "setting_a": ["kl_weight-5"], "setting_b": ["kl_weight-1"], "expected": ["greater"],
+                          "p_adj": [np.nan], "tested": [False], "holds": [np.nan], "values_a": ["0.2"],
+                          "values_b": ["0.1"]})
     return {"batch_strength": strength, "claims": claims, "claim_tests": tests}
 
 
@@ -312,7 +314,9 @@ def test_figure_renders_and_shows_failed_runs(name, tables, rendered):
 
     plot = call_with_tables(FIGURES[name][0], tables)
     assert plot is not None, f"{name} had data but returned None"
-    assert failed_in_plot(plot), f"{name} does not show the failed runs"
+    # the claims figure plots claim_tests.tsv, which holds successful runs only (a side without one
+    # makes its claim row "not testable" in the claims table)
+    assert name == "claims" or failed_in_plot(plot), f"{name} does not show the failed runs"
     # the CLI rendering of the same tables (fixture `rendered`) wrote this figure
     png, pdf = rendered / "figures" / f"{name}.png", rendered / "figures" / f"{name}.pdf"
     assert is_png(png) and png.stat().st_size > 10_000
@@ -814,3 +818,41 @@ def test_cli_bad_input_is_one_clear_error(tmp_path):
     with pytest.raises(SystemExit, match=r"scaling\.tsv: missing column\(s\) n_cells"):
         main(["render", "--tables", str(tmp_path), "--out-dir", str(tmp_path), "--html", str(tmp_path / "r.html")])
     assert not (tmp_path / "r.html").exists()
+
+
+def test_claims_figure_and_page_show_every_seed_and_the_verdicts(tmp_path):
+    """The claims figure plots each seed of both sides of every comparison; the page (results.md)
+    has the claims table with the paper's words, the figures beside it and every comparison."""
+    from metrics import claims as cl
+    from reports.cli import main as reports_main
+    from reports.figures_claims import claim_points, fig_claims
+    from reports.render import render_figures
+
+    def runs(method, setting, values):
+        return pd.DataFrame({"dataset": "sys", "method": method, "setting": setting, "seed": range(len(values["ilisi"])),
+                             "label_missing": 0.0, "status": "ok", **values})
+    scores = pd.concat([runs("sysvi", "default", {"ilisi_shared": [0.30, 0.32, 0.31], "ilisi": [0.3, 0.3, 0.3],
+                                                  "nmi_fixed": [0.70, 0.71, 0.69], "moransi": [0.5, 0.51, 0.49]}),
+                        runs("cvae", "default", {"ilisi_shared": [0.05, 0.06, 0.04], "ilisi": [0.1, 0.1, 0.1],
+                                                 "nmi_fixed": [0.705, 0.70, 0.71], "moransi": [0.5, 0.5, 0.5]})])
+    best = pd.DataFrame({"dataset": "sys", "method": ["sysvi", "cvae"], "best_setting": "default"})
+    strength = pd.DataFrame({"dataset": ["sys"], "source": ["simulated: systems"]})
+    claims, tests = cl.evaluate(cl.Study(scores, best, strength))
+    points = claim_points(tests)
+    assert len(points) == 2 * 3 * 3  # sysvi_vs_cvae: 3 metrics x 2 sides x 3 seeds
+    assert sorted(points.loc[points["comparison"].str.startswith("ilisi_shared")
+                             & points["side"].str.startswith("b"), "value"]) == [0.04, 0.05, 0.06]
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    claims.to_csv(tables / "claims.tsv", sep="\t", index=False)
+    tests.to_csv(tables / "claim_tests.tsv", sep="\t", index=False)
+    outcome = render_figures({"claim_tests": tests}, tmp_path / "figures", ["claims"])[0]
+    assert outcome.status == "ok" and fig_claims(tests.iloc[:0]) is None
+    md = tmp_path / "pub" / "results.md"
+    assert reports_main(["claims-md", "--tables", str(tables), "--figures", str(tmp_path / "figures"),
+                         "--out", str(md), "--command", "snakemake --configfile config/claims.yaml"]) == 0
+    text = md.read_text()
+    assert "`snakemake --configfile config/claims.yaml` at commit `" in text
+    assert "![claims](results_figures/claims.png)" in text and (md.parent / "results_figures/claims.png").exists()
+    assert "| sysVI (Hrovatin et al. 2025) | Fig. 5a, Suppl. Table S2 | the VAMP + CYC model had significantly" in text
+    assert "1 reproduced" in text and "0.3;0.32;0.31" in text

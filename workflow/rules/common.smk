@@ -225,13 +225,20 @@ def run_label_missing(wildcards):
     return SETTING_INDEX[(wildcards.method, wildcards.setting)][1]
 
 
+# the command line that runs this study, for the pages that name it
+STUDY_COMMAND = " ".join(
+    ["snakemake -s workflow/Snakefile --cores N"]
+    + [f"--configfile {os.path.relpath(c, REPO)}" for c in workflow.configfiles]
+)
+
+
 def all_targets():
     # Data, run and metrics files are targets too: Snakemake redoes an intermediate file that is
     # missing only when a target needs it, so without them a deleted run stayed missing
     # ("Nothing to be done") while the tables still listed it.
     targets = [f"{OUT}/data/{d}.h5ad" for d in config["datasets"]]
     targets += all_run_files() + all_metrics_files()
-    targets += [f"{OUT}/tables/best.tsv", f"{OUT}/report.html"]
+    targets += [f"{OUT}/tables/best.tsv", f"{OUT}/report.html", f"{OUT}/claims.md"]
     if config.get("scaling"):
         targets.append(f"{OUT}/tables/scaling.tsv")
     return targets

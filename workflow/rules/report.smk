@@ -45,3 +45,28 @@ rule report:
         "python -m reports render --tables {params.tables} --out-dir {output.figures} "
         "--html {output.html} --config {input.config} --invocations {params.invocations} "
         "--umap-max-cells {params.umap_max} --umap-workers {threads} > {log} 2>&1"
+
+
+rule claims_page:
+    # the claims table with the figures behind it, as Markdown (docs/results.md is this page of
+    # the claims study, config/claims.yaml)
+    input:
+        claims=f"{OUT}/tables/claims.tsv",
+        tests=f"{OUT}/tables/claim_tests.tsv",
+        html=f"{OUT}/report.html",
+    output:
+        md=f"{OUT}/claims.md",
+        figures=directory(f"{OUT}/claims_figures"),
+    log:
+        f"{OUT}/logs/claims_page.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        tables=lambda wildcards, input: os.path.dirname(input.claims),
+        figures=f"{OUT}/figures",
+        invocations=f"{OUT}/logs/invocations.log",
+        command=STUDY_COMMAND,
+    shell:
+        "python -m reports claims-md --tables {params.tables:q} --figures {params.figures:q} "
+        "--out {output.md:q} --command {params.command:q} --invocations {params.invocations:q} "
+        "> {log:q} 2>&1"
