@@ -36,11 +36,14 @@ def optional_key(text: str) -> str | None:
 def scenario_name(text: str) -> str:
     """Validate ``--scenario`` up front (one argparse error line instead of a traceback)."""
     from datasets.simulate import parse_scenario
+    from datasets.simulate_systems import SYSTEM_SCENARIOS
 
+    if text in SYSTEM_SCENARIOS:
+        return text
     try:
         parse_scenario(text)
     except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from err
+        raise argparse.ArgumentTypeError(f"{err}; or a systems scenario: {', '.join(SYSTEM_SCENARIOS)}") from err
     return text
 
 
@@ -60,11 +63,18 @@ def read_h5ad(path: str):
 def cmd_simulate(args: argparse.Namespace) -> None:
     from datasets import write_h5ad_atomic
     from datasets.simulate import describe_cells, simulate
+    from datasets.simulate_systems import SYSTEM_SCENARIOS, describe_systems, simulate_systems
 
-    adata = simulate(scenario=args.scenario, seed=args.seed, n_cells=args.n_cells, n_genes=args.n_genes,
-                     n_batches=args.n_batches)
+    if args.scenario in SYSTEM_SCENARIOS:  # --n-batches: batches in each of the two systems
+        adata = simulate_systems(scenario=args.scenario, seed=args.seed, n_cells=args.n_cells,
+                                 n_genes=args.n_genes, batches_per_system=args.n_batches)
+        describe = describe_systems
+    else:
+        adata = simulate(scenario=args.scenario, seed=args.seed, n_cells=args.n_cells, n_genes=args.n_genes,
+                         n_batches=args.n_batches)
+        describe = describe_cells
     write_h5ad_atomic(adata, args.out)
-    print(describe_cells(adata), file=sys.stderr)
+    print(describe(adata), file=sys.stderr)
 
 
 def cmd_download(args: argparse.Namespace) -> None:
@@ -135,11 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser("simulate", help="Splatter-style simulation (ResPAN scenarios) -> raw h5ad")
-    sim.add_argument("--scenario", type=scenario_name, default="baseline", help="baseline, batch1-<p>, rare1-<p>, common-<k>")
+    sim.add_argument("--scenario", type=scenario_name, default="baseline", help="Splatter: baseline, batch1-<p>, rare1-<p>, common-<k>; "
+                     "two systems: systems, systems-unique")
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--n-cells", type=int, default=4000, help="cells before filtering, split over batches")
     sim.add_argument("--n-genes", type=int, default=10000)
-    sim.add_argument("--n-batches", type=int, default=2)
+    sim.add_argument("--n-batches", type=int, default=2, help="batches (systems scenarios: batches per system)")
     sim.add_argument("--out", required=True, help="raw h5ad to write")
     sim.add_argument("--name", help="dataset name (in a failure record; default: the --out file name)")
     sim.add_argument("--record-failure", action="store_true",

@@ -304,7 +304,10 @@ def preprocess_args(wildcards):
         keys = {
             "batch_key": "batch",
             "label_key": "celltype",
-            "system_key": None,
+            # the systems scenarios (datasets/simulate_systems.py) nest batches in systems
+            "system_key": (
+                "system" if ds["simulate"]["scenario"].startswith("systems") else None
+            ),
             "counts": "X",
             "counts_integer": True,
         }
