@@ -14,9 +14,10 @@ printed; none changes the model), then for each dataset and seed trains
 and scores both embeddings and the unintegrated PCA with the project's scIB metric set. The
 printed table gives the mean +- sd over seeds of each metric, the total loss at the first and the
 last epoch (epoch means), the residual variance s^2 of the reconstruction term at the first and
-the last epoch (epoch mean of the per-minibatch s^2; read through an extra Keras metric on the
-same tensor, which changes nothing in training) and the training seconds per epoch (total / epochs;
-the released one includes TensorFlow's graph tracing).
+the last epoch (epoch mean of the per-minibatch s^2; for the released code the training step
+also returns it, computed from the same forward pass, which changes nothing in training) and the
+training seconds per epoch (total / epochs; the released one includes TensorFlow's graph tracing).
+Both run on the CPU with ``--threads`` threads.
 
 Inputs: the datasets of config/config.yaml named by ``--datasets`` (default ``sim_common3`` and
 ``sim_rare``), simulated and preprocessed as the pipeline does (QC, 1000 HVGs, PCA). scbean
@@ -28,7 +29,7 @@ number of genes, so it keeps them all.
 
     python benchmarks/bench_davae.py --seeds 0 1 2 --threads 1 --out bench_davae.tsv
 
-First call: ~2 GB download and install into ``--env`` (default
+First call: installs ~3 GB into ``--env`` (default
 ~/.cache/scintegrate-bench/scbean-env). Not a test: tests/test_bench_davae.py checks the patching
 and the table without TensorFlow.
 """
@@ -106,12 +107,13 @@ def ensure_env(env: Path) -> Path:
     want = {"pins": RELEASED_ENV, "scbean": SCBEAN}
     if python.exists() and marker.exists() and json.loads(marker.read_text()) == want:
         return python
-    print(f"installing the released DAVAE's environment in {env} (~2 GB, several minutes)", flush=True)
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+    print(f"installing the released DAVAE's environment in {env} (~3 GB, several minutes)", flush=True)
     pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run(pip + RELEASED_ENV, check=True)
-    subprocess.run(pip + ["--no-deps", SCBEAN], check=True)
+    steps = [[sys.executable, "-m", "venv", str(env)]] if not python.exists() else []
+    for cmd in steps + [pip + RELEASED_ENV, pip + ["--no-deps", SCBEAN]]:
+        if subprocess.run(cmd).returncode != 0:
+            raise SystemExit(f"installing the released DAVAE's environment in {env} failed at `{' '.join(cmd)}` "
+                             "(its output is above); fix that or pass another folder with --env")
     marker.write_text(json.dumps(want))
     return python
 

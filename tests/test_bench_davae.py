@@ -89,3 +89,26 @@ def test_summary_table_means_and_spread(bench):
     assert table[2] == "| d | unintegrated PCA | - | 0.80 |  |"
     assert table[3] == "| d | scbean 0.5.6 (released) | 3 | 0.50 | 1001 +- 1 |"
     assert table[4] == "| d | port (methods/davae.py) | 3 | 0.20 +- 0.10 | 1001 +- 1 |"
+
+
+def test_env_is_reused_only_with_the_same_pins(bench, tmp_path, monkeypatch):
+    import json
+
+    calls = []
+    monkeypatch.setattr(bench.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or
+                        type("Done", (), {"returncode": 0})())
+    env = tmp_path / "env"
+    (env / "bin").mkdir(parents=True)
+    (env / "bin" / "python").write_text("")
+    (env / bench.ENV_MARKER).write_text(json.dumps({"pins": bench.RELEASED_ENV, "scbean": bench.SCBEAN}))
+    assert bench.ensure_env(env) == env / "bin" / "python" and calls == []
+    (env / bench.ENV_MARKER).write_text(json.dumps({"pins": ["tensorflow==2.4.0"], "scbean": bench.SCBEAN}))
+    bench.ensure_env(env)
+    assert [c[-1] for c in calls] == [bench.RELEASED_ENV[-1], bench.SCBEAN]  # no new venv: python exists
+    assert "--no-deps" in calls[1]
+    assert json.loads((env / bench.ENV_MARKER).read_text())["pins"] == bench.RELEASED_ENV
+    monkeypatch.setattr(bench.subprocess, "run", lambda cmd, **kw: type("Failed", (), {"returncode": 1})())
+    (env / bench.ENV_MARKER).unlink()
+    with pytest.raises(SystemExit, match="--env"):
+        bench.ensure_env(env)
+    assert not (env / bench.ENV_MARKER).exists()
