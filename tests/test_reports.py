@@ -856,3 +856,12 @@ def test_claims_figure_and_page_show_every_seed_and_the_verdicts(tmp_path):
     assert "![claims](results_figures/claims.png)" in text and (md.parent / "results_figures/claims.png").exists()
     assert "| sysVI (Hrovatin et al. 2025) | Fig. 5a, Suppl. Table S2 | the VAMP + CYC model had significantly" in text
     assert "1 reproduced" in text and "0.3;0.32;0.31" in text
+
+
+def test_reference_notes_name_the_methods_checked_against_their_released_code():
+    from reports.trust import reference_notes
+
+    runs = pd.DataFrame({"method": ["davae", "harmony"]})
+    text = reference_notes(runs)
+    assert "scbean 0.5.6" in text and "docs/davae_reference.md" in text and "scvi-tools" not in text
+    assert reference_notes(pd.DataFrame({"method": ["harmony"]})) == "" and reference_notes(None) == ""
