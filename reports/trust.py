@@ -32,7 +32,8 @@ BATCH_STRENGTH_TEXT = (
     "the spread of cells around their batch mean; the dataset's value is the median over those cell types. "
     "0 = the batches overlap as if drawn from one distribution; 1 = the batch means lie one typical "
     "cell-to-mean distance apart. <code>system_ratio</code> (sysVI's own measure: between-system over "
-    "within-system distance of batch means, ~1 without a system effect) needs several batches per system.")
+    "within-system distance of batch means, ~1 without a system effect; about 3-4 in sysVI's cross-species, "
+    "organoid-tissue and cell-nuclei datasets, Fig. 1c) needs several batches per system.")
 
 CLAIMS_TEXT = (
     "Each row tests one claim of a seed paper, in the paper's words, on one dataset that can show it "
@@ -116,12 +117,15 @@ def convergence_banner(runs: pd.DataFrame | None) -> str:
 # ----------------------------------------------------------------------------- datasets
 
 def strength_text(row: pd.Series) -> str:
-    """'batch separation 1.28 (7 shared cell types)' or why there is none."""
+    """'batch separation 1.28 (7 shared cell types)', with sysVI's system ratio when the dataset
+    has one (several batches per system), or why there is none."""
     if pd.isna(row.get("separation")):
         return f"batch separation n/a: {row.get('note') or 'no shared cell types'}"
     if row.get("n_labels") == 0:
         return f"batch separation {row['separation']:.2f} (unlabelled: all cells as one group)"
-    return f"batch separation {row['separation']:.2f} ({int(row['n_shared_types'])} shared cell types)"
+    ratio = row.get("system_ratio")
+    return (f"batch separation {row['separation']:.2f} ({int(row['n_shared_types'])} shared cell types)"
+            + (f"; between- / within-system distance {ratio:.1f}" if pd.notna(ratio) else ""))
 
 
 def dataset_strengths(batch_strength: pd.DataFrame | None) -> dict[str, str]:
