@@ -135,6 +135,46 @@ def test_port_options_run(small):
     assert np.isfinite(res.embedding).all() and res.loss_history["loss"][-1] < res.loss_history["loss"][0]
 
 
+@pytest.mark.parametrize("cycle_input, decodes", [("other_system", 2), ("own_system", 1)])
+def test_cycle_encoder_reads_the_other_system_decode_or_the_own_reconstruction(small, cycle_input, decodes):
+    """Paper code: the cycle re-encodes decode(z, other system). scvi-tools 1.4.2: it re-encodes the
+    reconstruction in the cell's own system (px.loc) under the other system's label, so one decode."""
+    import torch
+
+    from methods import sysvi
+
+    cfg = sysvi.parse_params(registry.merge_params("cyc", {"cycle_input": cycle_input, "max_epochs": 1,
+                                                           **SMALL_NET}), "cyc")
+    model, rec = sysvi.train_sysvae(small, batch_key="batch", cfg=cfg, seed=0, device="cpu")
+    decoded, encoded = [], []
+    model.decode = lambda z, cov, f=model.decode: decoded.append((f(z, cov), cov)) or decoded[-1][0]
+    model.encode = lambda x, cov, f=model.encode: encoded.append((x, cov)) or f(x, cov)
+    torch.manual_seed(0)
+    sysvi.step_losses(model, rec["X"][:20], None, rec["sys_codes"][:20], 2)
+    assert len(decoded) == decodes and len(encoded) == 2
+    (x_cyc, cov_cyc), (x_rec, cov_own) = encoded[1], decoded[0]
+    assert (cov_cyc == 1 - cov_own).all()  # the cycle pass is labelled with the other system
+    assert torch.equal(x_cyc, x_rec) == (cycle_input == "own_system")
+    if cycle_input == "other_system":
+        assert torch.equal(x_cyc, decoded[1][0]) and (decoded[1][1] == cov_cyc).all()
+
+
+def test_system_encoding_one_column_or_one_hot(small):
+    """Paper code: one 0/1 system column for two systems; scvi-tools: one-hot, also for two. Every
+    encoder and decoder layer and the VampPrior's pseudo-inputs carry it."""
+    from methods import sysvi
+
+    for encoding, width in (("column", 1), ("one_hot", 2)):
+        cfg = sysvi.parse_params(registry.merge_params("sysvi", {"system_encoding": encoding, "max_epochs": 1,
+                                                                 **SMALL_NET}), "sysvi")
+        model, rec = sysvi.train_sysvae(small, batch_key="batch", cfg=cfg, seed=0, device="cpu")
+        assert model.encoder.n_cov == model.decoder.n_cov == model.prior.u_cov.shape[1] == width
+        cols = sysvi.system_columns(rec["sys_codes"], 2, encoding)
+        codes = rec["sys_codes"].numpy()
+        assert (cols.argmax(1).numpy() == codes).all() if width == 2 else (cols[:, 0].numpy() == codes).all()
+        assert np.isfinite(sysvi.embed(model, rec["X"], None, rec["sys_codes"], 2)).all()
+
+
 def test_batch_covariate_auto_drops_a_copy_of_the_system(small):
     assert run("cvae", small, max_epochs=1, **SMALL_NET).extra["batch_covariate"] is False
     nested = small.copy()
@@ -176,7 +216,8 @@ def test_nan_input_is_rejected(small):
     ({"prior": "gmm"}, "prior"), ({"cycle_covariates": "mock"}, "cycle_covariates"),
     ({"variant": "v2"}, "variant"), ({"max_epochs": 0}, "max_epochs"), ({"dropout": 1.0}, "dropout"),
     ({"n_prior_components": 0}, "n_prior_components"), ({"use_batch_covariate": "maybe"}, "use_batch_covariate"),
-    ({"precision": "fp16"}, "precision"),
+    ({"precision": "fp16"}, "precision"), ({"cycle_input": "px_cycle"}, "cycle_input"),
+    ({"system_encoding": "binary"}, "system_encoding"),
 ])
 def test_bad_params_are_rejected(small, override, match):
     with pytest.raises(ParamError, match=match):
