@@ -4,12 +4,15 @@ Registry names: ``cvae`` (standard prior), ``vamp`` (VampPrior), ``cyc`` (latent
 cycle-consistency), ``sysvi`` (VampPrior + cycle = VAMP+CYC) and ``adv`` (adversarial system
 classifier on z, weight ``kappa``). They differ only in their registry defaults.
 
-Faithful by default to the paper's code (theislab/cross_system_integration ``XXJointModel``,
-"variant B" in specs/models.md 4.2-4.8):
+Faithful by default to the paper's code (theislab/cross_system_integration ``XXJointModel``).
+Where scvi-tools 1.4.2's port (``scvi.external.SysVI``, run as ``sysvi_scvitools``) differs, an
+option below reproduces it; with all four set (``cycle_input: own_system``, ``system_encoding:
+one_hot``, ``cycle_covariates: real``, ``variant: scvi_tools``) the port's mixing matches it.
 - Input: log-normalized HVGs (``X``). Covariates = one-hot ``obs[batch_key]`` (within-system
   batch; ``use_batch_covariate="auto"`` drops it when it splits cells exactly like the system,
-  e.g. two simulated batches that are the systems) plus the system (``obs[system_key]``: one 0/1 column for two systems, one-hot for
-  more), concatenated to the input of every encoder/decoder layer.
+  e.g. two simulated batches that are the systems) plus the system (``obs[system_key]``: one
+  0/1 column for two systems, one-hot for more; ``system_encoding``), concatenated to the input
+  of every encoder/decoder layer.
 - Encoder/decoder MLP (G+c)->256->256 (Linear, BatchNorm momentum 0.01 eps 1e-3, ReLU,
   dropout 0.1); q_m, q_v = exp(lin) + 1e-4; decoder mean linear, per-gene variance
   exp(theta) + 1e-4 (theta init 0); Gaussian NLL (clamped at 1e-6, no constant).
@@ -36,7 +39,7 @@ Options for code-vs-paper / code-vs-port differences:
   Splatter common-3 it is most of the gap in mixing between this port and scvi-tools' SysVI.
 - ``system_encoding``: "column" (paper code: one 0/1 column for two systems, one-hot for more) |
   "one_hot" (scvi-tools: one column per system, also for two).
-- ``variant``: "paper" | "scvi_tools": the port's numerical quirks (specs 4.10): softplus
+- ``variant``: "paper" | "scvi_tools": the port's numerical quirks (scvi-tools): softplus
   encoder variance (clipped), Gaussian NLL given the std as "var", VampPrior component std
   sqrt(std), pseudo-input covariates fixed.
 - ``precision``: "fp32" (the authors' code) | "bf16-mixed": encoder/decoder matrix products in

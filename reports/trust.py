@@ -140,8 +140,8 @@ def latent_scale_banner(runs: pd.DataFrame | None) -> str:
     return (f'<div class="warn"><b>⚠ {len(flagged)} of {len(assessed)} trained runs have a stretched latent '
             f"space</b> ({esc(methods)}): a few dimensions, stretched far beyond what the other methods reach, "
             f"carry the embedding, so the neighbour graph behind every metric rests on them. This is how a "
-            f"degenerate solution looks: sysVI on Splatter common-3 held the systems apart along three such "
-            f"dimensions. The scores of these runs describe those few directions; look at their UMAPs before "
+            f"degenerate solution looks: sysVI (paper code) on Splatter common-3 had three such dimensions "
+            f"and did not mix its systems at all. The scores of these runs describe those few directions; look at their UMAPs before "
             f"reading them. "
             f'<details><summary>the runs</summary>{simple_table(flagged[cols], "latent-scale")}</details>'
             f'<p class="rule">{LATENT_SCALE_RULE}</p></div>')
