@@ -1,6 +1,6 @@
 """Run one method on one dataset with one setting and seed, and write the run file.
 
-The run file (``run.h5ad``, design.md section 3) is written for every run, successful or
+The run file (``run.h5ad``, docs/contracts.md) is written for every run, successful or
 not: a failing method (exception, NaN loss, out of memory, killed) gives ``status=failed``
 with the error, so the benchmark goes on and the report shows the failure. With
 ``strict=True`` the failure is still recorded and the command then exits non-zero.

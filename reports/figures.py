@@ -1,4 +1,4 @@
-"""The benchmark's figures (design.md section 7), drawn with plotnine from the tables only.
+"""The benchmark's figures, drawn with plotnine from the tables only.
 
 Every ``fig_*`` function takes tables as pandas DataFrames, named like the tables of
 ``reports.tables.TABLE_FILES`` (``best``, ``scores``, ``runs``, ...), and returns a
