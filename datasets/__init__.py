@@ -1,4 +1,4 @@
-"""The data stage: simulate or download raw data, validate it, preprocess it (design.md 1-2).
+"""The data stage: simulate or download raw data, validate it, preprocess it (file contracts: docs/contracts.md).
 
 Modules: ``simulate`` (Splatter-style simulator, ResPAN scenarios), ``download`` (registry
 downloads), ``ingest`` (raw-data validation, ``DataError``), ``preprocess`` (QC, normalization,

@@ -1,4 +1,4 @@
-"""Validation of a raw dataset before preprocessing (design.md section 8, "bad data").
+"""Validation of a raw dataset before preprocessing (bad data: one clear line naming the file and key).
 
 :func:`validate_raw` checks one raw AnnData against its registry entry (keys, counts location,
 whether counts must be integers) and returns a clean copy with the counts in ``X`` and the

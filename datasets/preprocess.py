@@ -1,4 +1,4 @@
-"""Preprocessing of a validated raw dataset into the contract file (design.md 1.2 and section 3).
+"""Preprocessing of a validated raw dataset into the contract file (docs/contracts.md).
 
 QC (``filter_cells(min_genes)``, ``filter_genes(min_cells)``; defaults 200/3 as the simulation
 post-processing), raw counts kept in ``layers["counts"]``, ``normalize_total(1e4)``, ``log1p``,

@@ -1,6 +1,6 @@
 """Splatter-style simulation of two-batch scRNA-seq counts (the scCRAFT / ResPAN scenarios).
 
-A numpy reimplementation, from the algorithm description in ``specs/datasets.md`` section E3, of
+A numpy reimplementation, from the published algorithm description, of
 Splatter's ``splatSimulate`` with ``dropout.type = "experiment"`` (Splatter is GPL-3 R code and
 is not ported line by line; outputs match it in distribution, not bit for bit, because R and
 numpy draw different random streams). The defaults are the parameters of ResPAN's
@@ -68,7 +68,7 @@ CHUNK_ELEMENTS = 4_000_000
 
 @dataclass(frozen=True)
 class SplatParams:
-    """Splatter parameters; defaults are ResPAN's data/simulate.R (specs/datasets.md E1)."""
+    """Splatter parameters; defaults are ResPAN's data/simulate.R (the published parameters)."""
 
     n_genes: int = 10000
     batch_cells: tuple[int, ...] = (2000, 2000)

@@ -3,7 +3,7 @@
 Snakemake retries a failed job with the next attempt's resources (more memory and time,
 workflow/rules/common.smk). The runner therefore exits non-zero when a run ran out of memory
 or out of time on an attempt that is not the last, instead of recording it as failed; the
-last attempt records it (design.md section 8). Any other failure (an exception of the
+last attempt records it. Any other failure (an exception of the
 method, a bad parameter) would fail the same way again and is recorded at once.
 
 On SLURM the job's time limit is enforced by killing the job, which would leave no run file

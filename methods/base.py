@@ -5,7 +5,7 @@ A method is a module in ``methods/`` exposing
     integrate(adata, *, batch_key, label_key, params, seed, device) -> IntegrationResult
 
 plus one line in ``methods/registry.py`` (metadata and default parameters). ``adata`` is the
-preprocessed dataset (design.md section 3): ``X`` log-normalized HVGs (float32),
+preprocessed dataset (docs/contracts.md): ``X`` log-normalized HVGs (float32),
 ``layers["counts"]`` raw counts, ``obs["batch"]``, ``obs["label"]`` (for supervised methods
 with hidden labels, hidden cells are NaN in ``obs[label_key]``), ``obs["system"]``,
 ``obsm["X_pca"]``. ``params`` is already merged with the registry defaults and checked for

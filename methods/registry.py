@@ -97,8 +97,9 @@ METHODS: dict[str, MethodSpec] = {
     **{name: MethodSpec("methods.sysvi", "embedding", "lognorm", "torch", gpu=True, defaults={
         "n_latent": 15, "n_hidden": 256, "n_layers": 2, "dropout": 0.1, "prior": prior,
         "n_prior_components": 5, "trainable_prior": True, "kl_weight": 1.0, "reconstruction_weight": 1.0,
-        "cycle_weight": cycle, "cycle_covariates": "zero", "cycle_distance": "mse_standard", "kappa": kappa,
-        "variant": "paper", "batch_size": 128, "lr": 1e-3, "adam_eps": 0.01, "weight_decay": 1e-6,
+        "cycle_weight": cycle, "cycle_covariates": "zero", "cycle_distance": "mse_standard",
+        "cycle_input": "other_system", "system_encoding": "column", "kappa": kappa, "variant": "paper",
+        "batch_size": 128, "lr": 1e-3, "adam_eps": 0.01, "weight_decay": 1e-6,
         "max_epochs": None, "train_size": 0.9, "system_key": "system", "use_batch_covariate": "auto",
         "precision": "fp32"},
         description=desc)

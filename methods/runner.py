@@ -1,6 +1,6 @@
 """Run one method on one dataset with one setting and seed, and write the run file.
 
-The run file (``run.h5ad``, design.md section 3) is written for every run, successful or
+The run file (``run.h5ad``, docs/contracts.md) is written for every run, successful or
 not: a failing method (exception, NaN loss, out of memory, killed) gives ``status=failed``
 with the error, so the benchmark goes on and the report shows the failure. With
 ``strict=True`` the failure is still recorded and the command then exits non-zero.
@@ -42,6 +42,7 @@ from methods.attempts import (
     method_time_limit_s,
 )
 from methods.base import DATASET_FAILED, IntegrationResult, killed_by_signal, peak_rss_mb
+from methods.settings import base_setting
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VERSION_PACKAGES = [
@@ -195,6 +196,12 @@ def read_run_info(path: str | Path) -> dict[str, Any]:
     return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
 
 
+def latent_sd(embedding) -> list[float]:
+    """Standard deviation over cells of each embedding dimension (posterior means for the VAEs):
+    the aggregate step flags a latent space whose largest dimension dwarfs the others."""
+    return [round(float(v), 4) for v in np.asarray(embedding, dtype=np.float64).std(axis=0)]
+
+
 def _peak_gpu_mb(device: str) -> float | None:
     if not device.startswith("cuda") or "torch" not in sys.modules:
         return None
@@ -257,6 +264,8 @@ def _integrate_and_write(job: dict[str, Any]) -> None:
         peak_gpu_mb=_peak_gpu_mb(device),
         extra=result.extra,
     )
+    if result.embedding is not None and (result.epochs or result.loss_history):
+        info["latent_sd"] = latent_sd(result.embedding)
     if "label" in data.obs and hidden is not None:
         data.obs["label"] = job["true_labels"]
     info["wall_s"] = round(time.perf_counter() - job["t_start"], 3)
@@ -326,8 +335,8 @@ def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] |
     check_data_file(data)  # a broken dataset is an input error: no run file is written
     check_output_folder(out_path.parent)
     info: dict[str, Any] = {
-        "method": method, "setting": setting, "seed": int(seed), "params": {},
-        "label_missing": float(label_missing), "threads": int(threads), "data": str(data),
+        "method": method, "setting": setting, "base_setting": base_setting(setting, label_missing),
+        "seed": int(seed), "params": {}, "label_missing": float(label_missing), "threads": int(threads), "data": str(data),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "host": socket.gethostname(), "versions": package_versions(), "git_commit": git_commit(),
         "status": "failed", "error": "", "attempt": int(attempt), "attempts": int(attempts),

@@ -1,7 +1,7 @@
 """scCRAFT (He et al., Commun Biol 2025): VAE + multi-domain GAN + dual-resolution triplet loss.
 
-PyTorch reimplementation of the released code (``ch2343/scCRAFT`` @ 02ed693; specs/models.md
-section 3), written from the specification, not copied. Input: ``X`` (log-normalized HVGs).
+PyTorch reimplementation of the released code (``ch2343/scCRAFT`` @ 02ed693), written from its
+description, not copied. Input: ``X`` (log-normalized HVGs).
 
 Model (defaults = released code):
   encoder (no batch input): G -> 1024 -> 512 (Linear, BatchNorm, ReLU; BN weights ~ N(1, 0.02)),

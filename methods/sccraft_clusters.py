@@ -1,7 +1,7 @@
 """scCRAFT's dual-resolution clustering, computed once per dataset and cached.
 
-The released code (``multi_resolution_cluster`` in ``ch2343/scCRAFT/scCRAFT/utils.py``;
-specs/models.md 3.2) runs ``sc.tl.pca(n_comps=50)`` on the log-normalized HVGs,
+The released code (``multi_resolution_cluster`` in ``ch2343/scCRAFT/scCRAFT/utils.py``)
+runs ``sc.tl.pca(n_comps=50)`` on the log-normalized HVGs,
 ``sc.pp.neighbors`` (15 neighbours) on that PCA, then clusters the same graph twice: resolution
 0.5 (``leiden1``, low) and a separate *global* clustering at resolution 7 (``leiden2``, high).
 scanpy's default random_state (0) is used every time, so the clustering does not depend on the

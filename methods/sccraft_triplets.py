@@ -1,6 +1,6 @@
 """scCRAFT's within-batch, dual-resolution triplet construction, vectorized with tensors.
 
-The released code (``ch2343/scCRAFT``, ``utils.create_triplets``; specs/models.md 3.4) loops in
+The released code (``ch2343/scCRAFT``, ``utils.create_triplets``) loops in
 Python over every batch x low-resolution label of a minibatch, enumerates all index pairs with
 ``itertools.combinations``, samples ``min(15, #pairs)`` of them, draws as many negatives from
 cells of the same batch with another low-resolution label (``min(#pairs, #negatives)``, zipped

@@ -5,7 +5,7 @@ on real vs. "fake" expression, a batch classifier trained adversarially on the l
 a consistency penalty between the latent samples of a cell and of a perturbed copy of it.
 scDREAMER-Sup (``methods/scdreamer_sup.py``) adds a hierarchical prior p(z | y, c_hat) and a
 linear cell-type classifier. Reimplemented in PyTorch from the description of the authors'
-released TensorFlow code (specs/models.md section 1); defaults follow that code. The module
+released TensorFlow code; defaults follow that code. The module
 (networks, loss pieces, input transform, consistency perturbations) is
 ``methods/scdreamer_module.py``; this file holds the options, the data and the training loop.
 

@@ -2,7 +2,7 @@
 
 Built on ``methods/scdreamer.py`` (same encoder, ZINB decoder, discriminator, batch
 classifier, consistency penalty, optimizers and step order; every option listed there applies
-here too). Additions, as in the released code (specs/models.md 1.10):
+here too). Additions, as in the released code:
 
 - a single linear cell-type classifier on the sampled z, c_hat = softmax(logits); its
   cross-entropy, weighted ``celltype_weight`` (10), is averaged over the labelled cells of

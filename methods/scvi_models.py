@@ -5,7 +5,7 @@ scANVI-only keys (``scanvi_max_epochs``, ``n_samples_per_label``), ``scvi``'s do
 runner rejects unknown keys, so the presence of ``scanvi_max_epochs`` in ``params`` says
 which model the entry runs.
 
-``config`` picks the scVI set-up each seed paper used (specs/models.md section 5 and 4.9):
+``config`` picks the scVI set-up each seed paper used:
 - ``default``: scvi-tools defaults (n_hidden 128, n_latent 10, n_layers 1, ZINB); scDREAMER's
   baseline.
 - ``sccraft``: n_layers 2, n_latent 50, NB (n_hidden 128); scCRAFT's baseline.

@@ -4,12 +4,15 @@ Registry names: ``cvae`` (standard prior), ``vamp`` (VampPrior), ``cyc`` (latent
 cycle-consistency), ``sysvi`` (VampPrior + cycle = VAMP+CYC) and ``adv`` (adversarial system
 classifier on z, weight ``kappa``). They differ only in their registry defaults.
 
-Faithful by default to the paper's code (theislab/cross_system_integration ``XXJointModel``,
-"variant B" in specs/models.md 4.2-4.8):
+Faithful by default to the paper's code (theislab/cross_system_integration ``XXJointModel``).
+Where scvi-tools 1.4.2's port (``scvi.external.SysVI``, run as ``sysvi_scvitools``) differs, an
+option below reproduces it; with all four set (``cycle_input: own_system``, ``system_encoding:
+one_hot``, ``cycle_covariates: real``, ``variant: scvi_tools``) the port's mixing matches it.
 - Input: log-normalized HVGs (``X``). Covariates = one-hot ``obs[batch_key]`` (within-system
   batch; ``use_batch_covariate="auto"`` drops it when it splits cells exactly like the system,
-  e.g. two simulated batches that are the systems) plus the system (``obs[system_key]``: one 0/1 column for two systems, one-hot for
-  more), concatenated to the input of every encoder/decoder layer.
+  e.g. two simulated batches that are the systems) plus the system (``obs[system_key]``: one
+  0/1 column for two systems, one-hot for more; ``system_encoding``), concatenated to the input
+  of every encoder/decoder layer.
 - Encoder/decoder MLP (G+c)->256->256 (Linear, BatchNorm momentum 0.01 eps 1e-3, ReLU,
   dropout 0.1); q_m, q_v = exp(lin) + 1e-4; decoder mean linear, per-gene variance
   exp(theta) + 1e-4 (theta init 0); Gaussian NLL (clamped at 1e-6, no constant).
@@ -29,7 +32,14 @@ Options for code-vs-paper / code-vs-port differences:
 - ``cycle_distance``: "mse_standard" (paper runs; joint standardisation as coded) |
   "mse_standard_separate" (the paper text: cells and cycle pairs standardised separately) |
   "mse" (raw latent means; module default of the paper code).
-- ``variant``: "paper" | "scvi_tools": the port's numerical quirks (specs 4.10): softplus
+- ``cycle_input``: what the cycle encoder reads: "other_system" (paper code and text: the decode
+  of z under the other system) | "own_system" (scvi-tools 1.4.2, ``_get_inference_cycle_input``:
+  the reconstruction in the cell's own system, ``px.loc``, labelled with the other system; its
+  other-system decode ``px_cycle`` is computed and never used). A different objective: on
+  Splatter common-3 it is most of the gap in mixing between this port and scvi-tools' SysVI.
+- ``system_encoding``: "column" (paper code: one 0/1 column for two systems, one-hot for more) |
+  "one_hot" (scvi-tools: one column per system, also for two).
+- ``variant``: "paper" | "scvi_tools": the port's numerical quirks (scvi-tools): softplus
   encoder variance (clipped), Gaussian NLL given the std as "var", VampPrior component std
   sqrt(std), pseudo-input covariates fixed.
 - ``precision``: "fp32" (the authors' code) | "bf16-mixed": encoder/decoder matrix products in
@@ -60,6 +70,8 @@ from methods.nn.training import PRECISIONS
 PRIORS = ("standard", "vamp")
 CYCLE_COVARIATES = ("zero", "real")
 CYCLE_DISTANCES = ("mse_standard", "mse_standard_separate", "mse")
+CYCLE_INPUTS = ("other_system", "own_system")
+SYSTEM_ENCODINGS = ("column", "one_hot")
 VARIANTS = ("paper", "scvi_tools")
 MIN_LAST_BATCH = 3  # BatchNorm and the minibatch std need a few cells; scvi moves <3 to validation
 
@@ -80,6 +92,8 @@ class SysVIConfig:
     cycle_weight: float
     cycle_covariates: str
     cycle_distance: str
+    cycle_input: str
+    system_encoding: str
     kappa: float
     variant: str
     batch_size: int
@@ -149,6 +163,8 @@ def parse_params(params: dict[str, Any], method: str = "sysvi") -> SysVIConfig:
         cycle_weight=_number(params, "cycle_weight", method),
         cycle_covariates=_choice(params, "cycle_covariates", CYCLE_COVARIATES, method),
         cycle_distance=_choice(params, "cycle_distance", CYCLE_DISTANCES, method),
+        cycle_input=_choice(params, "cycle_input", CYCLE_INPUTS, method),
+        system_encoding=_choice(params, "system_encoding", SYSTEM_ENCODINGS, method),
         kappa=_number(params, "kappa", method),
         variant=_choice(params, "variant", VARIANTS, method),
         batch_size=_number(params, "batch_size", method, low=MIN_LAST_BATCH, integer=True),
@@ -243,9 +259,10 @@ def cycle_distance(m: torch.Tensor, m_cyc: torch.Tensor, how: str) -> torch.Tens
     return (((m - m.mean(0)) / m.std(0) - (m_cyc - m_cyc.mean(0)) / m_cyc.std(0)) ** 2).sum(-1)
 
 
-def system_columns(codes: torch.Tensor, n_systems: int) -> torch.Tensor:
-    """System covariate: one 0/1 column for two systems (paper code), one-hot otherwise."""
-    if n_systems == 2:
+def system_columns(codes: torch.Tensor, n_systems: int, encoding: str) -> torch.Tensor:
+    """System covariate: one 0/1 column for two systems with ``encoding="column"`` (paper code),
+    one-hot otherwise (scvi-tools; any number of systems)."""
+    if n_systems == 2 and encoding == "column":
         return codes.to(torch.float32)[:, None]
     return nn.functional.one_hot(codes, n_systems).to(torch.float32)
 
@@ -273,12 +290,13 @@ def step_losses(model: SysVAE, x: torch.Tensor, batch_oh: torch.Tensor | None, s
     from methods.nn.likelihoods import gaussian_nll, kl_normal_standard, normal_log_prob
 
     cfg = model.cfg
-    sys_cols = system_columns(sys_codes, n_systems)
+    sys_cols = system_columns(sys_codes, n_systems, cfg.system_encoding)
     cov = sys_cols if batch_oh is None else torch.cat([batch_oh, sys_cols], dim=1)
     mu, var = model.encode(x, cov)
     z = mu + torch.sqrt(var) * torch.randn_like(mu)
     out = {"z": z}
-    out["reconstruction"] = gaussian_nll(x, model.decode(z, cov), model.decoder_var())
+    x_rec = model.decode(z, cov)
+    out["reconstruction"] = gaussian_nll(x, x_rec, model.decoder_var())
     if model.prior is None:
         out["kl"] = kl_normal_standard(mu, var)
     else:
@@ -286,13 +304,15 @@ def step_losses(model: SysVAE, x: torch.Tensor, batch_oh: torch.Tensor | None, s
         log_q = normal_log_prob(z, mu, var).sum(-1)
         out["kl"] = log_q - model.prior.log_prob(z, model.encode_eval, component_var_power=power)
     if cfg.cycle_weight > 0:
-        cyc_cols = system_columns(other_system(sys_codes, n_systems), n_systems)
+        cyc_cols = system_columns(other_system(sys_codes, n_systems), n_systems, cfg.system_encoding)
         if batch_oh is None:
             cov_cyc = cyc_cols
         else:
             cyc_batch = batch_oh if cfg.cycle_covariates == "real" else torch.zeros_like(batch_oh)
             cov_cyc = torch.cat([cyc_batch, cyc_cols], dim=1)
-        mu_cyc, _ = model.encode(model.decode(z, cov_cyc), cov_cyc)
+        # scvi-tools re-encodes the own-system reconstruction under the other system's label
+        cyc_x = model.decode(z, cov_cyc) if cfg.cycle_input == "other_system" else x_rec
+        mu_cyc, _ = model.encode(cyc_x, cov_cyc)
         out["cycle"] = cycle_distance(mu, mu_cyc, cfg.cycle_distance)
     return out
 
@@ -307,7 +327,7 @@ def validation_reconstruction(model: SysVAE, X: torch.Tensor, batch_oh: torch.Te
     from methods.nn.likelihoods import gaussian_nll
     from methods.nn.training import eval_mode
 
-    cov = system_columns(sys_codes[val_idx], n_systems)
+    cov = system_columns(sys_codes[val_idx], n_systems, model.cfg.system_encoding)
     if batch_oh is not None:
         cov = torch.cat([batch_oh[val_idx], cov], dim=1)
     with torch.no_grad(), eval_mode(model):
@@ -359,11 +379,12 @@ def train_sysvae(adata, *, batch_key: str, cfg: SysVIConfig, seed: int, device: 
         # covariate, and zeroing it in the cycle pass would feed the decoder an unseen input
         if cfg.use_batch_covariate is True or not same_partition(b_np, sys_np):
             batch_oh = one_hot(b_np, len(batches), device=dev)
-    n_cov = (0 if batch_oh is None else batch_oh.shape[1]) + (1 if n_systems == 2 else n_systems)
+    n_cov = (0 if batch_oh is None else batch_oh.shape[1]) + system_columns(sys_codes[:1], n_systems,
+                                                                            cfg.system_encoding).shape[1]
     n = X.shape[0]
     model = SysVAE(X.shape[1], n_cov, n_systems, cfg)
     if cfg.prior == "vamp":
-        full_cov = system_columns(sys_codes, n_systems)
+        full_cov = system_columns(sys_codes, n_systems, cfg.system_encoding)
         if batch_oh is not None:
             full_cov = torch.cat([batch_oh, full_cov], dim=1)
         model.attach_vamp_prior(X, full_cov, gen)
@@ -429,7 +450,7 @@ def embed(model: SysVAE, X: torch.Tensor, batch_oh: torch.Tensor | None, sys_cod
     """Posterior means of all cells, eval mode."""
     from methods.nn.training import encode_in_batches
 
-    cov = system_columns(sys_codes, n_systems)
+    cov = system_columns(sys_codes, n_systems, model.cfg.system_encoding)
     if batch_oh is not None:
         cov = torch.cat([batch_oh, cov], dim=1)
     return encode_in_batches(lambda x, c: model.encode(x, c)[0], X, cov, module=model)

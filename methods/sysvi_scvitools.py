@@ -7,8 +7,12 @@ Same defaults as ours: n_latent 15, n_hidden 256, n_layers 2, dropout 0.1, VampP
 cycle weight 2, KL weight 1, batch 128, Adam lr 1e-3 (scvi's TrainingPlan defaults eps 0.01,
 weight decay 1e-6), epochs min(round(8e6/N), 400) unless ``max_epochs`` is set.
 The KL weight goes through ``plan_kwargs["max_kl_weight"]``: scvi-tools ignores
-``plan_kwargs["kl_weight"]`` (specs/models.md 4.5). Epochs trained are recorded; the loss
-history comes from ``model.history`` (per-epoch training losses).
+``plan_kwargs["kl_weight"]`` (its TrainingPlan overwrites it with the warm-up weight). Epochs
+trained are recorded; the loss history comes from ``model.history`` (per-epoch training losses).
+Its model differs from the paper code that ``methods.sysvi`` follows (the cycle encoder reads the
+own-system reconstruction ``px.loc``, the system is one-hot, the cycle keeps the real covariates,
+numerical choices); ``methods.sysvi``'s options ``cycle_input``, ``system_encoding``,
+``cycle_covariates`` and ``variant`` reproduce each.
 ``precision`` "fp32" | "bf16-mixed" goes to Lightning's Trainer ("32-true" | "bf16-mixed", the
 same torch.autocast to bfloat16 as ``methods.sysvi``), so both can be timed at equal precision.
 """

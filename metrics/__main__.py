@@ -61,10 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command == "score":
         return score_main(rest)
-    if command == "aggregate":  # the lead's module: tables and selection
-        if not (Path(__file__).parent / "aggregate.py").exists():
-            print("error: metrics/aggregate.py is not present", file=sys.stderr)
-            return 2
+    if command == "aggregate":  # tables and selection
         from metrics.aggregate import main as aggregate_main
 
         return int(aggregate_main(rest) or 0)

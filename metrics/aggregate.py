@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from metrics import convergence
+from metrics import convergence, latent_scale
 from metrics.catalog import METRIC_SETS, metric_info
 from metrics.select import across_methods, check_selection, fit_exponent, score_runs, select_best, summarize
 
-RUN_COLUMNS = ["dataset", "method", "setting", "seed", "label_missing", "status", "error", "device",
-               "epochs", "wall_s", "integrate_s", "peak_rss_mb", "peak_gpu_mb", "run_path", *convergence.COLUMNS]
+RUN_COLUMNS = ["dataset", "method", "setting", "base_setting", "seed", "label_missing", "status", "error", "device",
+               "epochs", "wall_s", "integrate_s", "peak_rss_mb", "peak_gpu_mb", "run_path", *convergence.COLUMNS,
+               *latent_scale.COLUMNS]
 GZIPPED_TABLES = {"lisi_percell", "loss_history"}
 
 
@@ -99,6 +100,7 @@ def build_tables(metric_files: list[str], selection: dict) -> dict[str, pd.DataF
     direction = {m: bool(v.get("higher_is_better", True)) for m, v in info.items()}
     runs, long_rows, wide_rows, lisi_rows, history_rows = [], [], [], [], []
     per_cell = {}
+    base_settings = {}  # run keys -> base_setting (a column of runs.tsv and scores.tsv)
     unlabelled = set()  # datasets scored without cell-type labels (metrics/score.py)
     for mf in metric_files:
         mf = Path(mf)
@@ -109,11 +111,15 @@ def build_tables(metric_files: list[str], selection: dict) -> dict[str, pd.DataF
         status = "ok" if rec.get("status") == "ok" and m.get("status", "ok") == "ok" else "failed"
         error = rec.get("error") or m.get("error") or ""
         lm = float(rec.get("label_missing", m.get("label_missing", 0.0)) or 0.0)
-        runs.append({**ident, "label_missing": lm, "status": status, "error": error,
+        # the runner records the fully labelled setting a hidden-label run was made from
+        base = rec.get("base_setting") or (ident["setting"] if lm == 0 else "")
+        base_settings[tuple(ident.values())] = base
+        runs.append({**ident, "base_setting": base, "label_missing": lm, "status": status, "error": error,
                      "device": rec.get("device"), "epochs": rec.get("epochs"), "wall_s": rec.get("wall_s"),
                      "integrate_s": rec.get("integrate_s"), "peak_rss_mb": rec.get("peak_rss_mb"),
                      "peak_gpu_mb": rec.get("peak_gpu_mb"), "run_path": str(run_path),
-                     **convergence.assess({**rec, "status": status})})
+                     **convergence.assess({**rec, "status": status}),
+                     **latent_scale.assess({**rec, "status": status})})
         history_rows += convergence.history_rows({**ident, "label_missing": lm}, rec)
         values = m.get("metrics") or {}
         reasons = m.get("na_reasons") or {}
@@ -127,9 +133,13 @@ def build_tables(metric_files: list[str], selection: dict) -> dict[str, pd.DataF
         wide_rows.append({**ident, "label_missing": lm, "status": status, "error": error,
                           **{k: (np.nan if v is None else v) for k, v in values.items()}})
         per_cell[tuple(ident.values())] = m.get("per_cell") or {}
-    runs_df = pd.DataFrame(runs, columns=RUN_COLUMNS)
+    runs_df = latent_scale.flag_runs(pd.DataFrame(runs, columns=RUN_COLUMNS))
     wide = pd.DataFrame(wide_rows)
     scores = score_runs(wide, bio, batch, direction, selection.get("bio_weight", 0.6)) if len(wide) else wide
+    if len(scores):
+        scores.insert(scores.columns.get_loc("setting") + 1, "base_setting",
+                      [base_settings[k] for k in zip(scores["dataset"], scores["method"], scores["setting"],
+                                                     scores["seed"])])
     dataset_criteria = {d: sec["criterion"] for d, sec in (selection.get("datasets") or {}).items()
                         if (sec or {}).get("criterion")}
     best = select_best(scores, selection.get("criterion", "composite"), selection.get("failed_seeds", "rank_below"),

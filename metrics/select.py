@@ -1,4 +1,4 @@
-"""Scaling, composites and best-setting selection (design.md section 6). Pure pandas.
+"""Scaling, composites and best-setting selection. Pure pandas.
 
 Every rule below is also stated in README.md "Selection"; the columns are in docs/contracts.md.
 

@@ -1,4 +1,4 @@
-"""The benchmark's figures (design.md section 7), drawn with plotnine from the tables only.
+"""The benchmark's figures, drawn with plotnine from the tables only.
 
 Every ``fig_*`` function takes tables as pandas DataFrames, named like the tables of
 ``reports.tables.TABLE_FILES`` (``best``, ``scores``, ``runs``, ...), and returns a
@@ -117,7 +117,7 @@ def fig_summary_table(best: pd.DataFrame, metrics: pd.DataFrame | None = None,
         return None
     long, groups = summary_long(best, metrics, runs)
     if not is_empty(summary):
-        # summary.tsv is the lead's authoritative across-dataset aggregate: use its bars
+        # summary.tsv is the authoritative across-dataset aggregate (failed datasets counted): use its bars
         s = summary.set_index("method")
         bars = long["kind"] == "bar"
         long.loc[bars, "value"] = [s[c].get(m, v) for m, c, v in

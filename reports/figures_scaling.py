@@ -1,4 +1,4 @@
-"""Scaling figure (design.md section 7, item 7), from scaling.tsv only.
+"""Scaling figure, from scaling.tsv only.
 
 The runtime that scales with the data is the method's own integration time (``integrate_s``
 of the run record); the rest of a job's wall-clock (``startup_s``: imports, reading the data,

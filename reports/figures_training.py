@@ -1,4 +1,4 @@
-"""Training figures (design.md section 7, item 9): loss curves and the convergence flag.
+"""Training figures: loss curves and the convergence flag.
 
 Drawn from tables only: ``loss_history`` (tables/loss_history.tsv.gz, one row per run x term
 x epoch) and ``runs`` (runs.tsv with the ``converged`` column the aggregate step derives from

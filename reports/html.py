@@ -25,6 +25,7 @@ from reports.trust import (
     convergence_banner,
     dataset_strengths,
     datasets_section,
+    latent_scale_banner,
     reference_notes,
 )
 
@@ -238,7 +239,7 @@ def build_html(tables: dict[str, pd.DataFrame], outcomes: list[FigureOutcome], c
 <a href="#figures">Figures</a><a href="#failed">Failed runs</a>
 <a href="#tables">Tables</a><a href="#config">Config</a><a href="#versions">Versions</a></nav>
 <section id="study"><h2>Study</h2><table>{header}</table>
-{convergence_banner(tables.get("runs"))}{claims_summary(tables.get("claims"))}{reference_notes(tables.get("runs"))}
+{convergence_banner(tables.get("runs"))}{latent_scale_banner(tables.get("runs"))}{claims_summary(tables.get("claims"))}{reference_notes(tables.get("runs"))}
 {f"<ul>{notes_html}</ul>" if notes_html else ""}</section>
 <section id="datasets"><h2>Datasets: batch-effect strength before integration</h2>
 {datasets_section(tables.get("batch_strength"))}</section>

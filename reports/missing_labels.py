@@ -3,8 +3,9 @@ share of the cell-type labels hidden, compared across methods at every share.
 
 Which runs: every method with hidden-label runs (``label_missing`` > 0); for each dataset x
 method, the runs of its best setting (chosen on fully labelled runs, best.tsv) and of that
-setting's hidden-label variants, recognised by the runner's naming rule
-(``methods.settings.base_setting``); all its runs when best.tsv has no best setting for it.
+setting's hidden-label variants (scores.tsv's ``base_setting``: the fully labelled setting a run
+was made from); all its runs when best.tsv has no best setting for it. Tables without that column
+(written before it existed) give no missing-label figure: rebuild them with the aggregate step.
 
 Datasets without cell-type labels (no macro-F1, NMI or ARI value in any run: an unlabelled
 dataset) are left out, since no label can be hidden there; the caption says so.
@@ -23,8 +24,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from methods.settings import base_setting
-
 RAW_SCORES = {"macro_f1": "macro-F1 (hidden cells)", "nmi": "NMI", "ari": "ARI", "ilisi": "iLISI"}
 COMPOSITE = "composite\nacross methods"
 KEYS = ["dataset", "method", "setting", "base_setting", "seed", "label_missing", "status"]
@@ -32,13 +31,12 @@ KEYS = ["dataset", "method", "setting", "base_setting", "seed", "label_missing",
 
 def hidden_label_runs(scores: pd.DataFrame, best: pd.DataFrame | None) -> pd.DataFrame:
     """Runs of the methods with hidden-label runs, at each one's best setting (module docstring)."""
-    if "label_missing" not in scores.columns:
+    if "label_missing" not in scores.columns or "base_setting" not in scores.columns:
         return scores.iloc[0:0]
     s = scores.copy()
     s["label_missing"] = s["label_missing"].fillna(0.0).astype(float)
     s["status"] = s["status"].fillna("ok").astype(str) if "status" in s.columns else "ok"
     s = s[s["method"].isin(s.loc[s["label_missing"] > 0, "method"].unique())]
-    s["base_setting"] = [base_setting(str(setting), share) for setting, share in zip(s["setting"], s["label_missing"])]
     chosen = {}
     if best is not None and len(best):
         chosen = best.dropna(subset=["best_setting"]).set_index(["dataset", "method"])["best_setting"].to_dict()

@@ -25,6 +25,20 @@ CONVERGENCE_RULE = (
     f"<i>not assessable</i>; methods without a training loop are <i>not trained</i>. Columns "
     f"<code>converged</code>, <code>recon_rel_change</code> and <code>convergence_note</code> of runs.tsv.")
 
+# metrics/latent_scale.py applies this rule when it builds runs.tsv (tests keep the two in step)
+LATENT_WITHIN_RATIO = 10.0
+LATENT_DATASET_RATIO = 2.0
+LATENT_MIN_METHODS = 3
+LATENT_SCALE_RULE = (
+    f"A trained run's latent space is <b>stretched</b> when its largest dimension's standard deviation (over "
+    f"cells, of the embedding: the posterior means for the VAEs) is more than {LATENT_WITHIN_RATIO:g} times the "
+    f"median over its dimensions (a few dimensions carry it) and more than {LATENT_DATASET_RATIO:g} times what "
+    f"the methods on the same dataset reach (the median over methods of each method's median largest sd; "
+    f"assessed on datasets with at least {LATENT_MIN_METHODS} such methods). Either alone is common in a healthy "
+    f"model (unused VAE dimensions sit near 0; methods differ in scale). Columns <code>latent_sd_max</code>, "
+    f"<code>latent_sd_ratio</code>, <code>latent_sd_vs_dataset</code> and <code>latent_scale_flag</code> of "
+    f"runs.tsv (empty for runs without a trained embedding).")
+
 BATCH_STRENGTH_TEXT = (
     "Batch-effect strength before integration (after sysVI, Hrovatin et al. 2025, Fig. 1c), on the "
     "unintegrated PCA (first 15 PCs) of each dataset: for every cell type with at least 50 cells in two or "
@@ -112,6 +126,30 @@ def convergence_banner(runs: pd.DataFrame | None) -> str:
         parts.append(f"<p>Not assessable: {len(unassessed)} trained run(s): {listed}.</p>")
     parts.append(f'<p class="rule">{CONVERGENCE_RULE}</p>')
     return "\n".join(parts)
+
+
+def latent_scale_banner(runs: pd.DataFrame | None) -> str:
+    """The top-of-report note on latent scale: runs whose largest latent dimension dwarfs the rest."""
+    if runs is None or "latent_scale_flag" not in runs.columns:
+        return ""
+    assessed = runs[runs["latent_scale_flag"].isin(["yes", "no"])]
+    if assessed.empty:
+        return ""
+    flagged = assessed[assessed["latent_scale_flag"] == "yes"]
+    if flagged.empty:
+        return (f"<p>Latent scale: none of the {len(assessed)} assessed trained runs has a stretched latent "
+                f"space.</p>")
+    cols = [c for c in ["dataset", "method", "setting", "seed", "label_missing", "latent_sd_max", "latent_sd_ratio",
+                        "latent_sd_vs_dataset"] if c in flagged.columns]
+    methods = ", ".join(sorted(flagged["method"].unique()))
+    return (f'<div class="warn"><b>⚠ {len(flagged)} of {len(assessed)} trained runs have a stretched latent '
+            f"space</b> ({esc(methods)}): a few dimensions, stretched far beyond what the other methods reach, "
+            f"carry the embedding, so the neighbour graph behind every metric rests on them. This is how a "
+            f"degenerate solution looks: sysVI (paper code) on Splatter common-3 had three such dimensions "
+            f"and did not mix its systems at all. The scores of these runs describe those few directions; look at their UMAPs before "
+            f"reading them. "
+            f'<details><summary>the runs</summary>{simple_table(flagged[cols], "latent-scale")}</details>'
+            f'<p class="rule">{LATENT_SCALE_RULE}</p></div>')
 
 
 # ----------------------------------------------------------------------------- datasets

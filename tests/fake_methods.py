@@ -30,6 +30,8 @@ def integrate(adata, *, batch_key, label_key, params, seed, device):
 
         os.kill(os.getpid(), signal.SIGKILL)
     rng = np.random.default_rng(seed)
+    if mode == "untrained":  # no training loop (like PCA or Harmony)
+        return IntegrationResult(embedding=rng.normal(size=(adata.n_obs, 3)))
     labels = adata.obs[label_key].astype(str).to_numpy()
     return IntegrationResult(embedding=rng.normal(size=(adata.n_obs, 3)), predicted_labels=labels,
                              loss_history={"loss": [3.0, 2.0, 1.0]}, epochs=3)

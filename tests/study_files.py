@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 
 from methods import registry
-from methods.settings import with_label_missing
+from methods.settings import base_setting, with_label_missing
 from metrics.score import LABEL_FREE
 
 BIO = ["nmi", "ari", "asw_label", "clisi", "isolated_label_asw", "isolated_label_f1"]
@@ -65,7 +65,7 @@ def write_study(out: Path, datasets: dict[str, bool], methods: dict[str, list[st
                     error = "" if ok else "TrainingDivergedError: NaN in loss"
                     write_run_record(run_dir / "run.h5ad", {
                         "dataset": dataset, "method": method, "setting": setting, "seed": s,
-                        "label_missing": share, "status": "ok" if ok else "failed", "error": error,
+                        "base_setting": base_setting(setting, share), "label_missing": share, "status": "ok" if ok else "failed", "error": error,
                         "device": "cpu", "epochs": 2 if registry.get(method).gpu else None, "wall_s": 1.0})
                     quality = rng.uniform(0.2, 0.8) - 0.5 * share
                     values, reasons = run_metrics(rng, labelled, share, quality) if ok else (

@@ -40,6 +40,7 @@ FAILED_ERROR = "TrainingDivergedError: NaN in loss term kl at epoch 3"
 TRAINED = {"cvae": ["reconstruction", "kl"], "scdreamer_sup": ["recon", "kl_z", "classifier"]}
 EPOCHS = 30
 NOT_CONVERGED = ("sim_a", "cvae", "kl_weight-1", 0)  # the run whose reconstruction loss still falls
+STRETCHED = ("sim_b", "cvae", "kl_weight-1.5", 1)  # the run whose largest latent dimension dwarfs the rest
 OOM_ERROR = "out of memory: cannot allocate 2.1 GiB"
 STARTUP_S = 8.0  # imports and data loading of every scaling job
 
@@ -58,18 +59,20 @@ def make_runs_scores(out: Path, rng: np.random.Generator) -> tuple[pd.DataFrame,
             assert {share for _, _, share in expanded} == (set(LABEL_MISSING) if supervised else {0.0})
             for setting, _params, share in expanded:
                 for seed in SEEDS:
-                    failed = is_failed(dataset, method, base_setting(setting, share), seed)
+                    base = base_setting(setting, share)  # what the runner records, aggregate writes
+                    failed = is_failed(dataset, method, base, seed)
                     path = out / "runs" / dataset / method / setting / f"seed{seed}" / "run.h5ad"
                     error = (OOM_ERROR if method == FAILED_METHOD[1] else FAILED_ERROR) if failed else ""
-                    runs.append({"dataset": dataset, "method": method, "setting": setting, "seed": seed,
+                    runs.append({"dataset": dataset, "method": method, "setting": setting,
+                                 "base_setting": base, "seed": seed,
                                  "label_missing": share, "status": "failed" if failed else "ok",
                                  "error": error, "device": "cuda" if method == "cvae" else "cpu",
                                  "epochs": EPOCHS if method in TRAINED else np.nan,
                                  "wall_s": round(rng.uniform(2, 50), 2), "integrate_s": 1.0,
                                  "peak_rss_mb": rng.uniform(300, 900), "peak_gpu_mb": np.nan,
                                  "run_path": str(path)})
-                    row = {"dataset": dataset, "method": method, "setting": setting, "seed": seed,
-                           "label_missing": share, "status": "failed" if failed else "ok", "error": error}
+                    row = {"dataset": dataset, "method": method, "setting": setting, "base_setting": base,
+                           "seed": seed, "label_missing": share, "status": "failed" if failed else "ok", "error": error}
                     for metric in BIO + BATCH + OTHER:
                         value = rng.uniform(0.2, 0.95)
                         if failed or (method == "bbknn" and metric in EMBEDDING_ONLY):
@@ -183,6 +186,12 @@ def make_training(runs: pd.DataFrame) -> pd.DataFrame:
     runs.loc[flag, "converged"] = "no"
     runs["recon_rel_change"] = np.where(flag, -0.034, np.where(trained, 0.0, np.nan))
     runs["convergence_note"] = np.where(flag, "reconstruction still fell 3.4% over the last 10%", "")
+    stretched = [tuple(x) == STRETCHED for x in runs[["dataset", "method", "setting", "seed"]].itertuples(index=False)]
+    assessed = trained & (runs["status"] == "ok")  # latent_scale.assess: an embedding from a trained run
+    runs["latent_sd_max"] = np.where(stretched, 9.5, np.where(assessed, 1.2, np.nan))
+    runs["latent_sd_ratio"] = np.where(stretched, 63.3, np.where(assessed, 1.6, np.nan))
+    runs["latent_sd_vs_dataset"] = np.where(stretched, 2.8, np.where(assessed, 1.0, np.nan))
+    runs["latent_scale_flag"] = np.where(stretched, "yes", np.where(assessed, "no", ""))
     return pd.DataFrame(rows)
 
 
@@ -430,7 +439,8 @@ def test_missing_label_composite_is_comparable_across_methods():
     rows = []
     for method, offset in (("scanvi", 0.4), ("scdreamer_sup", 0.0)):
         for setting, _, share in with_label_missing(method, [("default", {})], LABEL_MISSING):
-            rows.append({"dataset": "d", "method": method, "setting": setting, "seed": 0, "label_missing": share,
+            rows.append({"dataset": "d", "method": method, "setting": setting, "base_setting": "default",
+                         "seed": 0, "label_missing": share,
                          "status": "ok", "nmi": offset + 0.5 - share / 2, "ilisi": offset + 0.3 + share / 4})
     long = missing_label_long(pd.DataFrame(rows), None, {"nmi": "bio", "ilisi": "batch"})
     composite = long[long["score"] == COMPOSITE].set_index(["method", "label_missing"])["value"]
@@ -634,6 +644,9 @@ def test_html_says_what_to_trust_at_the_top(rendered):
     study = page[page.index('<section id="study">'):page.index('<section id="datasets">')]
     assert "1 of" in study and "trained runs are not converged" in study and "3.4%" in study
     assert "not converged</b> when its reconstruction loss" in study  # the rule is stated
+    assert "1 of" in study and "trained runs have a stretched latent space</b> (cvae)" in study
+    assert "<td>kl_weight-1.5</td><td>1</td><td>0</td><td>9.5</td><td>63.3</td><td>2.8</td>" in study  # the run
+    assert "stretched</b> when its largest" in study and "latent_scale_flag" in study  # the rule and columns
     assert "1 reproduced, 1 not reproduced, 1 direction only (not tested), 0 not testable here" in study
     assert "1 rows rest on fewer than 3 seeds and are not tested: config/claims.yaml" in study
     assert "sim_a</th><td>batch separation 1.23 (3 shared cell types)" in study

@@ -55,6 +55,14 @@ def test_ok_run_records_everything(fake_registry, data_path, tmp_path):
     assert run_ad.obsm["X_emb"].shape == (60, 3)
     assert list(run_ad.obs["batch"].unique()) == ["b1", "b2"]
     assert not list(out.parent.glob(".*tmp*"))
+    # a trained run records its embedding's per-dimension spread (the latent-scale diagnostic)
+    assert rec["latent_sd"] == pytest.approx(run_ad.obsm["X_emb"].std(axis=0), abs=1e-4)
+    assert rec["base_setting"] == "default"
+
+
+def test_untrained_run_records_no_latent_spread(fake_registry, data_path, tmp_path):
+    out, info = _run(data_path, tmp_path, mode="untrained")
+    assert info["status"] == "ok" and "latent_sd" not in read_run_info(out)
 
 
 @pytest.mark.parametrize("mode,needle", [
@@ -108,6 +116,11 @@ def test_supervised_run_sees_hidden_labels_and_keeps_truth(fake_registry, data_p
     assert (run_ad.obs["predicted_label"].astype(str)[hidden] == "nan").all()
     assert run_ad.obs["label"].notna().all()
     assert json.loads(ad.read_h5ad(out).uns["run_json"])["label_missing"] == 0.5
+    # the fully labelled setting it was made from is recorded, so no later stage parses names
+    out = tmp_path / "hidden" / "run.h5ad"
+    run(str(data_path), str(out), "fake_sup", "lr-0.1__label_missing-0.5", {"mode": "ok"}, seed=1,
+        label_missing=0.5)
+    assert read_run_info(out)["base_setting"] == "lr-0.1"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM is Linux procfs")

@@ -2,7 +2,7 @@
 
 K trainable pseudo-inputs (expression, plus covariates) are pushed through the model's encoder;
 the prior is the mixture of the resulting Gaussians with trainable mixing logits (initialised
-to 0). As in the sysVI code (specs/models.md 4.3) the mixture is taken **per latent
+to 0). As in the sysVI code (``_priors.py``) the mixture is taken **per latent
 dimension**: log p(z) = sum_d logsumexp_k [log softmax(w)_k + log N(z_d; m_kd, v_kd)].
 The caller's ``encode_fn`` decides train/eval mode; sysVI encodes the pseudo-inputs in eval
 mode (see ``methods.nn.training.eval_mode``) while keeping gradients.
@@ -77,7 +77,7 @@ class VampPrior(nn.Module):
 
         component_var_power: the component variance used is ``var ** component_var_power``;
         1 is correct (sysVI paper code); 0.5 reproduces the scvi-tools port, whose components
-        use std = sqrt(encoder std), i.e. variance = sqrt(encoder variance) (specs 4.3).
+        use std = sqrt(encoder std), i.e. variance = sqrt(encoder variance) (``VampPrior.log_prob``).
         """
         mu, var = self.components(encode_fn)
         if component_var_power != 1.0:

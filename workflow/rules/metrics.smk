@@ -2,7 +2,7 @@
 # sized to the data (metrics.group, common.smk scoring_jobs): small runs are packed many to a
 # job, so the scorer's start-up (~40 s of imports and JIT warm-up) is paid once per job; large
 # runs get a job each (rule metrics_run), so a job fits a cluster's limits and a retry rescores
-# one run only. Then the tables and the best-setting selection (design.md section 6).
+# one run only. Then the tables and the best-setting selection (metrics/select.py).
 
 RUN_SCORED_DATASETS = []
 for _d in config["datasets"]:
