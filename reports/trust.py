@@ -228,8 +228,9 @@ REFERENCE_NOTES = {
              "PCA 0.84/0.70); its released loss lets the residual variance grow without bound, as the port "
              "does. Low DAVAE scores here belong to DAVAE, not to the port: docs/davae_reference.md.",
     "sysvi_scvitools": "scvi-tools' SysVI is not the paper's code: its cycle re-encodes the own-system "
-                       "reconstruction and it encodes the system one-hot; sysvi with cycle_input and "
-                       "system_encoding set as scvi-tools reproduces its mixing (docs/methods.md).",
+                       "reconstruction and it encodes the system one-hot; sysvi with cycle_input: own_system, "
+                       "system_encoding: one_hot, cycle_covariates: real and variant: scvi_tools mixes as it does "
+                       "(docs/methods.md).",
 }
 
 
