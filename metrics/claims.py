@@ -89,6 +89,7 @@ class Comparison:
     setting_b: str
     expected: str
     label_missing: float = 0.0
+    optional: bool = False  # left out of the row (and said so) when neither side has a value
     values_a: np.ndarray = field(default_factory=lambda: np.array([]))
     values_b: np.ndarray = field(default_factory=lambda: np.array([]))
     p_value: float = float("nan")
@@ -294,8 +295,10 @@ class Claim:
     note: str = ""  # said on every row
 
 
-def compare_selected(metric_expect: list[tuple[str, str]], a: str, b: str, select=sysvi_best_setting):
-    """Comparisons of method a's selected setting with method b's, one per (metric, expected)."""
+def compare_selected(metric_expect: list[tuple[str, str]], a: str, b: str, select=sysvi_best_setting,
+                     optional: tuple[str, ...] = ()):
+    """Comparisons of method a's selected setting with method b's, one per (metric, expected);
+    ``optional`` metrics are left out of a row where neither side has a value."""
     def build(study: Study, dataset: str) -> tuple[list[Comparison], str]:
         missing = [m for m in (a, b) if m not in study.methods(dataset)]
         if missing:
@@ -303,7 +306,7 @@ def compare_selected(metric_expect: list[tuple[str, str]], a: str, b: str, selec
         sa, sb = select(study, dataset, a), select(study, dataset, b)
         if sa is None or sb is None:
             return [], f"every run of {a if sa is None else b} failed"
-        return [Comparison(m, a, sa, b, sb, e) for m, e in metric_expect], ""
+        return [Comparison(m, a, sa, b, sb, e, optional=m in optional) for m, e in metric_expect], ""
     return build
 
 
@@ -441,7 +444,7 @@ CLAIMS: list[Claim] = [
           "iLISI of the shared cell types higher; NMI fixed and Moran's I comparable",
           SYSVI_DATA,
           compare_selected([("ilisi_shared", GREATER), ("nmi_fixed", EQUIVALENT), ("moransi", EQUIVALENT)],
-                           "sysvi", "cvae"), selection=SYSVI_SELECTION),
+                           "sysvi", "cvae", optional=("moransi",)), selection=SYSVI_SELECTION),
     Claim("sysvi_vamp_vs_cvae", SYSVI, "Fig. 3, Suppl. Fig. S1",
           "while biological preservation was relatively similar in both models, the model with the VampPrior "
           "(VAMP model) had much higher batch correction performance",
@@ -570,6 +573,15 @@ def test_row(claim_id: str, dataset: str, c: Comparison) -> dict:
 
 def decide(study: Study, dataset: str, comps: list[Comparison], why_not: str) -> tuple[str, str, str, str]:
     """(verdict, numbers, evidence, why) of one claim x dataset from its comparisons."""
+    left_out = [c for c in comps if c.optional and not c.values_a.size and not c.values_b.size]
+    comps = [c for c in comps if c not in left_out]
+    note = "; ".join(f"{c.metric} left out: no value on this dataset (see the metric's NA reason in metrics.tsv)"
+                     for c in left_out)
+    verdict, numbers, evidence, why = _decide(study, dataset, comps, why_not)
+    return verdict, numbers, evidence, "; ".join(x for x in (why, note) if x)
+
+
+def _decide(study: Study, dataset: str, comps: list[Comparison], why_not: str) -> tuple[str, str, str, str]:
     if not comps:
         return NOT_TESTABLE, "", "", why_not
     empty = [c for c in comps if not (c.values_a.size and c.values_b.size)]

@@ -222,3 +222,13 @@ def test_cli_writes_claims_from_the_tables(tmp_path):
     assert (tmp_path / "claim_tests.tsv").exists()
     (tmp_path / "best.tsv").unlink()
     assert cl.main(["--tables", str(tmp_path)]) == 2
+
+
+def test_morans_i_na_everywhere_is_left_out_and_said():
+    scores = sysvi_vs_cvae().assign(moransi=np.nan)
+    table, tests = cl.evaluate(cl.Study(scores, best_of(scores), SYSTEMS))
+    row = claim_row(table, "sysvi_vs_cvae")
+    assert row["verdict"] == cl.REPRODUCED and "moransi left out: no value on this dataset" in row["why"]
+    scores.loc[scores["method"] == "sysvi", "moransi"] = 0.5  # one side only: not testable, not silently dropped
+    row = claim_row(cl.evaluate(cl.Study(scores, best_of(scores), SYSTEMS))[0], "sysvi_vs_cvae")
+    assert row["verdict"] == cl.NOT_TESTABLE and "moransi value for cvae" in row["why"]
