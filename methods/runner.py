@@ -41,8 +41,10 @@ from methods.attempts import (
     is_resource_failure,
     method_time_limit_s,
 )
-from methods.base import DATASET_FAILED, IntegrationResult, killed_by_signal, peak_rss_mb
+from methods.base import DATASET_FAILED, IntegrationResult, ResultError, killed_by_signal, peak_rss_mb
 
+# A run stopped by the study's own limit (config run_time_limit_min): recorded, not retried.
+RUN_LIMIT_ERROR_PREFIX = "run time limit"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VERSION_PACKAGES = [
     "numpy", "scipy", "pandas", "anndata", "scanpy", "scikit-learn", "torch", "scvi-tools",
@@ -239,11 +241,13 @@ def _integrate_and_write(job: dict[str, Any]) -> None:
     seed_everything(job["seed"])
     device = job["info"]["device"]
     module = registry.load_module(job["method"])
+    given = untouched_copy(data)  # what the method was given, whatever it does to ``data``
     t0 = time.perf_counter()
     result: IntegrationResult = module.integrate(
         data, batch_key="batch", label_key="label", params=job["params"], seed=job["seed"], device=device
     )
-    result.check(data.n_obs)
+    check_cells_unchanged(data, given)
+    result.check(given.n_obs, given.n_vars)
     wall = time.perf_counter() - t0
     info = dict(job["info"])
     info.update(
@@ -257,10 +261,32 @@ def _integrate_and_write(job: dict[str, Any]) -> None:
         peak_gpu_mb=_peak_gpu_mb(device),
         extra=result.extra,
     )
-    if "label" in data.obs and hidden is not None:
-        data.obs["label"] = job["true_labels"]
+    if "label" in given.obs and hidden is not None:
+        given.obs["label"] = job["true_labels"]
     info["wall_s"] = round(time.perf_counter() - job["t_start"], 3)
-    write_run_file(Path(job["out"]), data, result, info, hidden)
+    write_run_file(Path(job["out"]), given, result, info, hidden)
+
+
+def untouched_copy(data):
+    """The cell and gene names and the standard obs columns of ``data``, copied: the run file is
+    written from these, not from the object the method received (which it may have changed)."""
+    import anndata as ad
+    import pandas as pd
+
+    obs = data.obs[[k for k in ("batch", "label", "system") if k in data.obs]].copy()
+    return ad.AnnData(obs=obs, var=pd.DataFrame(index=data.var_names.copy()))
+
+
+def check_cells_unchanged(data, given) -> None:
+    """``ResultError`` when the method subset or reordered the cells of its input in place: its
+    result rows would no longer be the input's cells (sc.pp.filter_cells does this by default)."""
+    if data.n_obs != given.n_obs:
+        raise ResultError(f"the method changed its input in place: adata has {data.n_obs} of the {given.n_obs} "
+                          "cells it was given (e.g. sc.pp.filter_cells); work on adata.copy() and return a "
+                          "result for every input cell")
+    if not data.obs_names.equals(given.obs_names):
+        raise ResultError("the method reordered the cells of its input in place; work on adata.copy() and "
+                          "return a result for every input cell, in the input's order")
 
 
 class DataFileError(ValueError):
@@ -314,12 +340,15 @@ def dataset_failure(path: str) -> str | None:
 def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] | None, seed: int,
         device: str = "auto", threads: int = 1, label_missing: float = 0.0, strict: bool = False,
         max_mem_mb: int | None = None, attempt: int = 1, attempts: int = 1,
-        time_limit_s: float | None = None) -> dict[str, Any]:
+        time_limit_s: float | None = None, run_time_limit_s: float | None = None) -> dict[str, Any]:
     """Run and record one integration. Returns the run record (``status`` ok or failed).
 
     ``attempt`` of ``attempts``: Snakemake's attempt number and total. Out of memory or time
     before the last attempt raises ``RetryRun`` and writes nothing. ``time_limit_s`` stops the
-    method after that long (default: shortly before a SLURM job's time limit, else none).
+    method after that long (default: shortly before a SLURM job's time limit, else none) and is
+    retried like running out of memory. ``run_time_limit_s`` (config ``run_time_limit_min``) is
+    the study's limit per run: a run stopped by it is recorded as failed at once (another attempt
+    would get the same limit).
     """
     t_start = time.perf_counter()
     out_path = Path(out)
@@ -358,6 +387,10 @@ def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] |
     ctx = multiprocessing.get_context("fork")
     proc = ctx.Process(target=_child, args=(job, str(err_path)))
     limit_s = method_time_limit_s(time_limit_s)
+    study_limit_s = run_time_limit_s
+    by_study_limit = study_limit_s is not None and (limit_s is None or study_limit_s <= limit_s)
+    if by_study_limit:
+        limit_s = study_limit_s
     proc.start()
     proc.join(limit_s)
     timed_out = proc.exitcode is None
@@ -373,6 +406,9 @@ def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] |
         err_path.unlink()
         info["error"] = err["error"]
         info["traceback"] = err["traceback"]
+    elif timed_out and by_study_limit:
+        info["error"] = (f"{RUN_LIMIT_ERROR_PREFIX}: the method was stopped after {run_time_limit_s / 60:g} min "
+                         "(config run_time_limit_min); raise run_time_limit_min to give it longer")
     elif timed_out:
         info["error"] = f"{TIME_ERROR_PREFIX}: the method was stopped after {limit_s:.0f} s"
     elif proc.exitcode is not None and proc.exitcode < 0:

@@ -23,6 +23,7 @@ rule integrate:
         runtime=integrate_runtime,
         attempt=attempt_number,
         attempts=attempts_total,
+        run_time_limit_s=RUN_TIME_LIMIT_S,
     params:
         json=run_params,
         label_missing=run_label_missing,

@@ -43,6 +43,7 @@ rule integrate_scaling:
         runtime=scaling_runtime,
         attempt=attempt_number,
         attempts=attempts_total,
+        run_time_limit_s=RUN_TIME_LIMIT_S,
     params:
         json=scaling_params,
         device=config["device"],
