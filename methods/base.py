@@ -7,7 +7,7 @@ A method is a module in ``methods/`` exposing
 plus one line in ``methods/registry.py`` (metadata and default parameters). ``adata`` is the
 preprocessed dataset (design.md section 3): ``X`` log-normalized HVGs (float32),
 ``layers["counts"]`` raw counts, ``obs["batch"]``, ``obs["label"]`` (for supervised methods
-with hidden labels, hidden cells are NaN in ``obs[label_key]``), ``obs["system"]``,
+with hidden labels, hidden cells are NaN in ``obs[label_key]``, and so are unlabelled cells), ``obs["system"]``,
 ``obsm["X_pca"]``. ``params`` is already merged with the registry defaults and checked for
 unknown keys; a method checks the *values* it gets and raises ``ParamError`` for bad ones.
 Methods never write files: the runner (``methods/runner.py``) owns the run file.

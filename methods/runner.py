@@ -43,6 +43,8 @@ from methods.attempts import (
 )
 from methods.base import DATASET_FAILED, IntegrationResult, ResultError, killed_by_signal, peak_rss_mb
 
+# The label of a cell without one in a dataset file (datasets/ingest.py, docs/contracts.md).
+UNLABELLED = "unknown"
 # A run stopped by the study's own limit (config run_time_limit_min): recorded, not retried.
 RUN_LIMIT_ERROR_PREFIX = "run time limit"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -103,7 +105,7 @@ def hide_labels(labels, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of cells whose label is hidden: ``fraction`` of each cell type, seeded.
 
     Stratified by cell type so every type keeps labelled cells (round down per type, and a
-    type with a single cell keeps it).
+    type with a single cell keeps it). Unlabelled cells (``UNLABELLED``) have no label to hide.
     """
     labels = np.asarray(labels).astype(str)
     hidden = np.zeros(labels.shape[0], dtype=bool)
@@ -112,7 +114,7 @@ def hide_labels(labels, fraction: float, seed: int) -> np.ndarray:
     if fraction >= 1:
         raise ValueError(f"label_missing must be in [0, 1), got {fraction}")
     rng = np.random.default_rng(seed)
-    for lab in np.unique(labels):
+    for lab in np.unique(labels[labels != UNLABELLED]):
         idx = np.flatnonzero(labels == lab)
         n_hide = int(np.floor(fraction * idx.size))
         if n_hide:
@@ -225,13 +227,17 @@ def _integrate_and_write(job: dict[str, Any]) -> None:
 
     t_load = time.perf_counter()
     data = ad.read_h5ad(job["data"])
+    given = untouched_copy(data)  # what the method is given, whatever it does to ``data``
     spec = registry.get(job["method"])
     hidden = None
     if spec.supervised and job["label_missing"] > 0:
         hidden = hide_labels(data.obs["label"].values, job["label_missing"], job["seed"])
+    if spec.supervised and "label" in data.obs:  # hidden and unlabelled cells: NaN, as the contract says
         lab = data.obs["label"].astype(str).to_numpy(dtype=object)
-        lab[hidden] = np.nan
-        data.obs["label"] = lab
+        unknown = (lab == UNLABELLED) if hidden is None else (lab == UNLABELLED) | hidden
+        if unknown.any():
+            lab[unknown] = np.nan
+            data.obs["label"] = lab
     load_s = time.perf_counter() - t_load
     threads = job["threads"]
     if "torch" in sys.modules or spec.gpu:
@@ -241,7 +247,6 @@ def _integrate_and_write(job: dict[str, Any]) -> None:
     seed_everything(job["seed"])
     device = job["info"]["device"]
     module = registry.load_module(job["method"])
-    given = untouched_copy(data)  # what the method was given, whatever it does to ``data``
     t0 = time.perf_counter()
     result: IntegrationResult = module.integrate(
         data, batch_key="batch", label_key="label", params=job["params"], seed=job["seed"], device=device
@@ -261,8 +266,6 @@ def _integrate_and_write(job: dict[str, Any]) -> None:
         peak_gpu_mb=_peak_gpu_mb(device),
         extra=result.extra,
     )
-    if "label" in given.obs and hidden is not None:
-        given.obs["label"] = job["true_labels"]
     info["wall_s"] = round(time.perf_counter() - job["t_start"], 3)
     write_run_file(Path(job["out"]), given, result, info, hidden)
 
@@ -360,12 +363,14 @@ def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] |
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "host": socket.gethostname(), "versions": package_versions(), "git_commit": git_commit(),
         "status": "failed", "error": "", "attempt": int(attempt), "attempts": int(attempts),
+        "run_time_limit_s": run_time_limit_s,
     }
     try:
         spec = registry.get(method)
         info["params"] = registry.merge_params(method, params)
         info["output"] = spec.output
         info["device"] = resolve_device(device, spec.gpu)
+        info["code"] = registry.code_identity(method)
     except (KeyError, ValueError) as exc:
         info["error"] = f"{type(exc).__name__}: {exc.args[0] if exc.args else exc}"
         return _record_failure(out_path, data, info, t_start, strict)
@@ -376,12 +381,8 @@ def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] |
     job = {
         "data": data, "out": str(out_path), "method": method, "params": info["params"],
         "seed": int(seed), "threads": int(threads), "label_missing": float(label_missing),
-        "max_mem_mb": max_mem_mb, "info": info, "t_start": t_start, "true_labels": None,
+        "max_mem_mb": max_mem_mb, "info": info, "t_start": t_start,
     }
-    if spec.supervised and label_missing > 0:
-        import anndata as ad
-
-        job["true_labels"] = ad.read_h5ad(data, backed="r").obs["label"].values.copy()
     err_path = out_path.with_name(f".{out_path.name}.err{os.getpid()}")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     ctx = multiprocessing.get_context("fork")

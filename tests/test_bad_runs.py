@@ -131,3 +131,168 @@ def test_the_study_time_limit_stops_a_run_and_names_the_key(bad_method, sim_smal
     assert info["status"] == "failed" and info["wall_s"] < 60
     assert read_run_info(out)["error"] == ("run time limit: the method was stopped after 0.05 min (config "
                                            "run_time_limit_min); raise run_time_limit_min to give it longer")
+
+
+# --- item 4: unlabelled cells are unlabelled everywhere --------------------------------------------
+
+def raw_counts(n_cells: int = 120, n_genes: int = 300, seed: int = 3) -> ad.AnnData:
+    """Raw integer counts, batches b1/b2, cell types t0..t3, raw counts also in layers['counts']."""
+    rng = np.random.default_rng(seed)
+    a = ad.AnnData(sp.csr_matrix(rng.poisson(2.0, size=(n_cells, n_genes)).astype(np.float32)))
+    a.obs_names = [f"c{i}" for i in range(n_cells)]
+    a.var_names = [f"g{i}" for i in range(n_genes)]
+    a.obs["sample"] = np.repeat(["b1", "b2"], n_cells // 2)
+    a.obs["cell_type"] = [f"t{i % 4}" for i in range(n_cells)]
+    a.layers["counts"] = a.X.copy()
+    return a
+
+
+def validate(adata, **kw):
+    from datasets.ingest import validate_raw
+
+    return validate_raw(adata, **{"dataset": "mine", "batch_key": "sample", "label_key": "cell_type", **kw})
+
+
+@pytest.mark.filterwarnings("ignore:dataset 'mine'")
+def test_missing_and_placeholder_labels_become_one_unlabelled_value(tmp_path):
+    a = raw_counts()
+    a.obs["cell_type"] = a.obs["cell_type"].astype(object)
+    a.obs.iloc[:3, a.obs.columns.get_loc("cell_type")] = [np.nan, "nan", ""]
+    a.obs.iloc[3:5, a.obs.columns.get_loc("cell_type")] = ["Unknown", " "]
+    clean, prov = validate(a)
+    assert list(clean.obs["label"][:5]) == ["unknown"] * 5
+    assert set(clean.obs["label"].cat.categories) == {"t0", "t1", "t2", "t3", "unknown"}
+    assert prov["n_unlabelled_raw"] == 5
+    assert any("5 cells without a label" in n and "left out of the label metrics" in n for n in prov["warnings"])
+
+
+def test_label_key_equal_to_batch_key_is_refused(tmp_path):
+    from datasets.ingest import DataError
+    from datasets.local_file import LocalFileError, file_entry
+
+    with pytest.raises(DataError, match="label_key and batch_key are both 'sample'"):
+        validate(raw_counts(), label_key="sample")
+    path = tmp_path / "mine.h5ad"
+    raw_counts().write_h5ad(path)
+    with pytest.raises(LocalFileError, match=r"datasets\.mine\.file\.label_key: 'sample' is the batch_key too"):
+        file_entry("mine", {"path": str(path), "batch_key": "sample", "label_key": "sample"}, tmp_path, "here")
+
+
+def scored(data_path, run_path, tmp_path, metrics):
+    from metrics.score import score_many
+
+    return score_many(data_path, [run_path], [tmp_path / "metrics.json"], {"metrics": metrics, "n_neighbors": 50})[0]
+
+
+def test_unlabelled_cells_are_left_out_of_label_metrics(sim_small, tmp_path):
+    """A perfect embedding (one tight cluster per cell type) scores NMI = ARI = 1 although 60 of its
+    cells are 'unknown' in the data: an 'unknown' type spread over every cluster would lower both."""
+    data = sim_small.copy()
+    labels = data.obs["label"].astype(str).to_numpy()
+    rng = np.random.default_rng(0)
+    emb = np.eye(8)[pd.Categorical(labels).codes] * 10 + rng.normal(scale=0.01, size=(data.n_obs, 8))
+    unknown = rng.choice(data.n_obs, 60, replace=False)
+    labels = labels.astype(object)
+    labels[unknown] = "unknown"
+    data.obs["label"] = pd.Categorical(labels)
+    data_path = tmp_path / "data.h5ad"
+    data.write_h5ad(data_path)
+    run_file = ad.AnnData(obs=data.obs[["batch", "label"]].copy())
+    run_file.obsm["X_emb"] = emb.astype(np.float32)
+    run_file.uns["run_json"] = '{"status": "ok", "method": "perfect", "setting": "default", "seed": 0}'
+    run_path = tmp_path / "run.h5ad"
+    run_file.write_h5ad(run_path)
+    res = scored(data_path, run_path, tmp_path, ["nmi", "ari", "asw_label", "ilisi"])
+    assert res["status"] == "ok", res
+    assert res["n_unlabelled"] == 60 and res["n_cells"] == data.n_obs
+    assert res["metrics"]["nmi"] == pytest.approx(1.0) and res["metrics"]["ari"] == pytest.approx(1.0)
+    assert res["metrics"]["asw_label"] > 0.9 and res["metrics"]["ilisi"] is not None
+
+
+def test_a_supervised_method_sees_unlabelled_cells_as_nan(bad_method, sim_small, tmp_path):
+    data = sim_small.copy()
+    labels = data.obs["label"].astype(str).to_numpy().astype(object)
+    labels[:25] = "unknown"
+    data.obs["label"] = pd.Categorical(labels)
+    path = tmp_path / "data.h5ad"
+    data.write_h5ad(path)
+    out, info = run_bad(path, tmp_path, "labels_seen", method="bad_sup", label_missing=0.2)
+    assert info["status"] == "ok", info["error"]
+    rec = read_run_info(out)
+    assert "unknown" not in rec["extra"]["values"]
+    written = ad.read_h5ad(out)
+    hidden = written.obs["label_hidden"].to_numpy()
+    assert rec["extra"]["n_nan"] == 25 + hidden.sum() and not hidden[:25].any()  # nothing to hide there
+    assert (written.obs["label"].astype(str).to_numpy() == labels).all()  # the file keeps the truth
+
+
+# --- item 5: counts must be counts, and the advice names the layer that holds them --------------------
+
+def log_normalised(a: ad.AnnData) -> ad.AnnData:
+    import scanpy as sc
+
+    out = a.copy()
+    sc.pp.normalize_total(out, target_sum=1e4)
+    sc.pp.log1p(out)
+    return out
+
+
+def change_matrix(fn):
+    def change(a):
+        a.X = fn(a.X)
+        del a.layers["counts"]
+        return a
+    return change
+
+
+@pytest.mark.parametrize(("adata", "kw", "needle"), [
+    (lambda: log_normalised(raw_counts()), {},
+     "looks log-normalised, not counts (expm1 of every cell sums to 1e+04 (normalize_total + log1p)); layer "
+     "'counts' holds integer counts: set counts: layers/counts"),
+    (lambda: log_normalised(raw_counts()), {"counts_integer": False}, "set counts: layers/counts"),
+    (lambda: change_matrix(lambda X: np.log1p(X.toarray()))(raw_counts()), {"counts_integer": False},
+     "looks log-normalised, not counts (expm1 of its values gives integers"),
+    (lambda: change_matrix(lambda X: (X.toarray() > 1))(raw_counts()), {}, "is boolean (True/False), not counts"),
+    (lambda: change_matrix(lambda X: (X > 1).astype(np.float32))(raw_counts()), {},
+     "holds only 0 and 1: binarised data, not counts"),
+    (lambda: change_matrix(lambda X: X * 1.5)(raw_counts()), {}, "set counts_integer: false"),
+    (lambda: raw_counts().T, {}, "'sample' (batch_key) is a var column, not an obs column: the matrix looks "
+                                 "transposed"),
+], ids=["lognorm_x_counts_in_layer", "lognorm_declared_non_integer", "log1p_only", "boolean", "binary",
+        "scaled_counts_no_layer", "transposed"])
+def test_counts_that_are_not_counts_are_refused_naming_what_to_use(adata, kw, needle):
+    from datasets.ingest import DataError
+
+    with pytest.raises(DataError, match="^dataset 'mine': ") as err:
+        validate(adata(), **kw)
+    assert needle in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_counts_within_float_tolerance_are_counts_and_made_exact():
+    a = raw_counts()
+    a.X = a.X.copy()
+    a.X.data = a.X.data + np.float32(2e-5)
+    clean, prov = validate(a)
+    assert prov["counts_integer"] is True
+    assert (clean.X.data == np.round(clean.X.data)).all()
+
+
+@pytest.mark.filterwarnings("ignore:dataset 'mine'")
+def test_non_integer_counts_by_design_name_the_integer_layer_in_a_warning():
+    a = raw_counts()
+    a.layers["raw"] = a.X.copy()
+    a.X = a.X * 0.9  # e.g. ambient-corrected counts: non-integer on purpose
+    del a.layers["counts"]
+    _, prov = validate(a, counts_integer=False)
+    assert any("layer 'raw' holds integer counts" in n for n in prov["warnings"])
+
+
+def test_a_transposed_file_is_named_at_plan_time(tmp_path):
+    from datasets.local_file import LocalFileError, check_at_plan, file_entry
+
+    path = tmp_path / "mine.h5ad"
+    raw_counts().T.write_h5ad(path)
+    entry = file_entry("mine", {"path": str(path), "batch_key": "sample", "label_key": "cell_type"}, tmp_path, "here")
+    with pytest.raises(LocalFileError, match=r"datasets\.mine\.file\.batch_key: 'sample' is a var column"):
+        check_at_plan("mine", entry, tmp_path / "datasets.lock")

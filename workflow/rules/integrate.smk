@@ -7,6 +7,7 @@
 rule integrate:
     input:
         data=f"{OUT}/data/{{dataset}}.h5ad",
+        code=method_code,
     output:
         run=f"{OUT}/runs/{{dataset}}/{{method}}/{{setting}}/seed{{seed}}/run.h5ad",
     log:

@@ -27,6 +27,7 @@ rule subsample:
 rule integrate_scaling:
     input:
         data=f"{OUT}/data/subsampled/{{dataset}}/n{{n}}.h5ad",
+        code=method_code,
     output:
         run=f"{OUT}/scaling/{{dataset}}/{{method}}/n{{n}}/run.h5ad",
     log:
