@@ -296,3 +296,57 @@ def test_a_transposed_file_is_named_at_plan_time(tmp_path):
     entry = file_entry("mine", {"path": str(path), "batch_key": "sample", "label_key": "cell_type"}, tmp_path, "here")
     with pytest.raises(LocalFileError, match=r"datasets\.mine\.file\.batch_key: 'sample' is a var column"):
         check_at_plan("mine", entry, tmp_path / "datasets.lock")
+
+
+# --- item 3: a run records the code that made it; an edited own method reruns ------------------------
+
+OWN_METHOD = '''"""A user's own method: PCA of the log-normalised HVGs."""
+from methods.base import IntegrationResult
+
+SPEC = {"output": "embedding", "defaults": {"n_comps": 5}}
+
+
+def integrate(adata, *, batch_key, label_key, params, seed, device):
+    from sklearn.decomposition import PCA
+
+    return IntegrationResult(embedding=PCA(n_components=params["n_comps"], random_state=seed).fit_transform(
+        adata.X.toarray()))
+'''
+
+
+@pytest.mark.slow
+def test_an_edited_own_method_is_planned_again_and_its_runs_record_the_code(tmp_path):
+    import hashlib
+
+    import yaml
+    from test_own_data_and_method import snakemake, users_h5ad
+
+    users_h5ad(tmp_path / "mydata" / "mine.h5ad")
+    module = tmp_path / "mymethods" / "my_pca.py"
+    module.parent.mkdir()
+    module.write_text(OWN_METHOD)
+    (tmp_path / "study").mkdir()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "study" / "config.yaml").write_text(yaml.safe_dump({
+        "out": "../out", "seeds": [0],
+        "datasets": {"mine": {"file": {"path": "../mydata/mine.h5ad", "batch_key": "sample",
+                                       "label_key": "cell_type", "counts": "layers/counts"}}},
+        "preprocess": {"n_hvg": 200, "min_genes": 50, "min_cells": 3},
+        "methods": {"my_pca": {"module": "../mymethods/my_pca.py"}, "unintegrated": None},
+        "run_time_limit_min": 30}))
+    res = snakemake(tmp_path, "--until", "integrate", timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    runs = tmp_path / "out" / "runs" / "mine"
+    rec = read_run_info(runs / "my_pca" / "default" / "seed0" / "run.h5ad")
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["code"] == {"module": str(module.resolve()), "path": str(module.resolve()),
+                           "sha256": hashlib.sha256(module.read_bytes()).hexdigest()}
+    assert rec["run_time_limit_s"] == 1800  # the config's limit reached the runner
+    builtin = read_run_info(runs / "unintegrated" / "default" / "seed0" / "run.h5ad")["code"]
+    assert builtin["module"] == "methods.unintegrated" and len(builtin["sha256"]) == 64
+
+    module.write_text(OWN_METHOD.replace('"n_comps": 5', '"n_comps": 4'))
+    dry = snakemake(tmp_path, "--until", "integrate", "-n", "-p", timeout=300)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    # the edited method's run is planned again, the built-in one's is not
+    assert "--method my_pca" in dry.stdout and "--method unintegrated" not in dry.stdout, dry.stdout[-3000:]
