@@ -27,6 +27,8 @@ MIN_CELLS_PER_BATCH = 3
 CHECK_CHUNK = 10_000_000
 # Counts stored as floats after arithmetic (e.g. 2.9999998) are integers within this; rounded.
 INTEGER_TOLERANCE = 1e-3
+# A batch or label column with more distinct values than this and than half the cells is per cell.
+PER_CELL_MIN_GROUPS = 50
 LOG_CHECK_CELLS = 10_000  # cells looked at to tell log-normalised data from counts
 
 
@@ -62,10 +64,12 @@ def get_counts(adata: ad.AnnData, counts: str, dataset: str):
 
 
 def as_csr(matrix) -> sp.csr_matrix:
-    """A CSR copy of a dense or sparse matrix (float matrices keep their dtype)."""
+    """A CSR copy of a dense or sparse matrix (float matrices keep their dtype; float16, which
+    scipy.sparse cannot hold, becomes float32)."""
     if sp.issparse(matrix):
         return sp.csr_matrix(matrix, copy=True)
-    return sp.csr_matrix(np.asarray(matrix))
+    dense = np.asarray(matrix)
+    return sp.csr_matrix(dense.astype(np.float32) if dense.dtype == np.float16 else dense)
 
 
 def _integer_like(values: np.ndarray) -> np.ndarray:
@@ -73,20 +77,20 @@ def _integer_like(values: np.ndarray) -> np.ndarray:
     return np.abs(values - np.round(values)) <= INTEGER_TOLERANCE
 
 
+def holds_counts(matrix) -> bool:
+    """Whether the first ``CHECK_CHUNK`` stored values of a matrix look like raw counts: non-negative
+    integers, not only 0 and 1."""
+    values = (matrix.data if sp.issparse(matrix) else np.asarray(matrix).ravel())[:CHECK_CHUNK]
+    if values.dtype == bool or values.size == 0:
+        return False
+    values = values.astype(np.float64)
+    return bool(np.isfinite(values).all() and (values >= 0).all() and _integer_like(values).all()
+                and values.max() > 1)
+
+
 def integer_layers(adata: ad.AnnData, exclude: str) -> list[str]:
-    """Layers (other than ``exclude``) whose first values look like raw counts: non-negative integers,
-    not only 0 and 1. Only the first ``CHECK_CHUNK`` stored values are looked at."""
-    found = []
-    for name, layer in adata.layers.items():
-        if f"layers/{name}" == exclude:
-            continue
-        values = (layer.data if sp.issparse(layer) else np.asarray(layer).ravel())[:CHECK_CHUNK]
-        if values.dtype == bool or values.size == 0:
-            continue
-        values = values.astype(np.float64)
-        if np.isfinite(values).all() and (values >= 0).all() and _integer_like(values).all() and values.max() > 1:
-            found.append(name)
-    return found
+    """Layers (other than ``exclude``) that look like raw counts (``holds_counts``)."""
+    return [name for name, layer in adata.layers.items() if f"layers/{name}" != exclude and holds_counts(layer)]
 
 
 def looks_log_normalised(matrix: sp.csr_matrix) -> str | None:
@@ -157,8 +161,12 @@ def check_values(matrix: sp.csr_matrix, dataset: str, counts: str, counts_intege
 
 
 def _layer_advice(adata: ad.AnnData | None, counts: str) -> str:
-    """'; layer X holds integer counts: set counts: layers/X' when one does, else ''."""
+    """'; layer X holds integer counts: set counts: layers/X' when one does (or adata.raw does), else ''."""
     layers = integer_layers(adata, counts) if adata is not None else []
+    if not layers and adata is not None and adata.raw is not None and holds_counts(adata.raw.X):
+        return ("; adata.raw holds integer counts: store them as a layer of the file (adata.layers['counts'] = "
+                "adata.raw[:, adata.var_names].X, or adata.raw.to_adata() for all genes) and set counts: "
+                "layers/counts")
     if not layers:
         return ""
     return (f"; layer '{layers[0]}' holds integer counts: set counts: layers/{layers[0]} for this dataset"
@@ -172,6 +180,20 @@ def require_obs_key(adata: ad.AnnData, key: str, role: str, dataset: str) -> Non
     if key not in adata.obs.columns:
         raise _fail(dataset, f"obs has no column '{key}' ({role}); obs columns: "
                              f"{_preview(list(adata.obs.columns), 30) or '(none)'}")
+
+
+def check_not_per_cell(values: pd.Series, key: str, role: str, what: str, dataset: str) -> None:
+    """A batch or label column is groups of cells, not a per-cell value (a barcode, a count)."""
+    if pd.api.types.is_float_dtype(values):
+        fractional = values.dropna().to_numpy()
+        fractional = fractional[fractional != np.round(fractional)]
+        if fractional.size:
+            raise _fail(dataset, f"obs['{key}'] ({role}) holds continuous numbers (e.g. "
+                                 f"{_preview(fractional[:3].tolist(), 3)}), not {what}; name the obs column of the {what}")
+    n_distinct, n_cells = values.nunique(), len(values)
+    if n_distinct > max(PER_CELL_MIN_GROUPS, n_cells // 2):
+        raise _fail(dataset, f"obs['{key}'] ({role}) has {n_distinct} distinct values for {n_cells} cells: a value "
+                             f"per cell, not {what}; name the obs column of the {what}")
 
 
 def standard_column(values: pd.Series, dataset: str, role: str, key: str, fill: str | None = None) -> pd.Categorical:
@@ -221,8 +243,10 @@ def validate_raw(adata: ad.AnnData, *, dataset: str, batch_key: str, label_key: 
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise _fail(dataset, f"the matrix is empty ({adata.n_obs} cells x {adata.n_vars} genes)")
     require_obs_key(adata, batch_key, "batch_key", dataset)
+    check_not_per_cell(adata.obs[batch_key], batch_key, "batch_key", "batches", dataset)
     if label_key is not None:
         require_obs_key(adata, label_key, "label_key", dataset)
+        check_not_per_cell(adata.obs[label_key], label_key, "label_key", "cell types", dataset)
         if label_key == batch_key:
             raise _fail(dataset, f"label_key and batch_key are both '{label_key}': the cell-type labels must be "
                                  "another obs column than the batches (or no label_key for unlabelled data)")
@@ -287,7 +311,7 @@ def check_batches_after_qc(adata: ad.AnnData, dataset: str, batches_before: list
         sizes = sizes.reindex(list(batches_before), fill_value=0)
     small = sizes[sizes < min_cells]
     if len(small):
-        listing = ", ".join(f"{name} ({n})" for name, n in small.items())
+        listing = _preview([f"{name} ({n})" for name, n in small.items()], 10)
         raise _fail(dataset, f"batch(es) with fewer than {min_cells} cells after QC: {listing}")
     if (sizes > 0).sum() < 2:
         raise _fail(dataset, "fewer than 2 batches left after QC")

@@ -99,6 +99,8 @@ class IntegrationResult:
         if self.embedding is None and self.connectivities is None and self.corrected is None:
             raise ResultError("method returned neither an embedding, a graph nor corrected data")
         if self.embedding is not None:
+            if issparse(self.embedding):
+                raise ResultError("embedding is a sparse matrix; return a dense array (e.g. .toarray())")
             emb = np.asarray(self.embedding)
             if emb.ndim != 2 or emb.shape[0] != n_obs:
                 raise ResultError(f"embedding has shape {emb.shape}, expected ({n_obs}, d): one row per input cell")
@@ -133,6 +135,8 @@ def _check_matrix(what: str, matrix) -> None:
     output are meaningless: every cell is every other cell's neighbour, batch ASW is 1)."""
     if matrix.shape[1] == 0:
         raise ResultError(f"{what} has no columns (shape {matrix.shape})")
+    if not np.issubdtype(matrix.dtype, np.number) or np.issubdtype(matrix.dtype, np.complexfloating):
+        raise ResultError(f"{what} has dtype {matrix.dtype}; real numbers are needed")
     values = matrix.data if issparse(matrix) else np.asarray(matrix)
     if not np.isfinite(values).all():
         raise TrainingDivergedError(f"{what} contains NaN or inf values")

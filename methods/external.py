@@ -29,6 +29,10 @@ SPEC_DEFAULTS: dict[str, Any] = {"input": "lognorm", "gpu": False, "supervised":
                                  "defaults": {}, "description": ""}
 
 
+CALL_KEYWORDS = ("batch_key", "label_key", "params", "seed", "device")  # what the runner passes
+SIGNATURE = "integrate(adata, *, batch_key, label_key, params, seed, device)"
+
+
 class ExternalMethodError(ValueError):
     """Your own method cannot be used as configured; the message names the config key."""
 
@@ -64,6 +68,7 @@ def read_source(path: Path) -> tuple[dict, bool]:
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == "integrate":
             has_integrate = True
+            check_signature(node, path)
         elif isinstance(node, ast.ImportFrom) and any((a.asname or a.name) == "integrate" for a in node.names):
             has_integrate = True
         targets = node.targets if isinstance(node, ast.Assign) else \
@@ -78,6 +83,22 @@ def read_source(path: Path) -> tuple[dict, bool]:
     if not isinstance(spec, dict):
         raise ExternalMethodError(f"{path}: SPEC must be a dict, got {type(spec).__name__}")
     return spec, has_integrate
+
+
+def check_signature(node: ast.FunctionDef | ast.AsyncFunctionDef, path: Path) -> None:
+    """``integrate`` takes the data first and the keywords the runner passes (or ``**kwargs``):
+    otherwise every run would fail with a TypeError."""
+    args = node.args
+    positional = args.posonlyargs + args.args
+    if not positional and args.vararg is None:
+        raise ExternalMethodError(f"{path}: integrate() takes no argument for the data; define it as {SIGNATURE}")
+    if args.kwarg is not None:
+        return
+    names = {a.arg for a in args.args[1:] + args.kwonlyargs} if args.args else {a.arg for a in args.kwonlyargs}
+    missing = [k for k in CALL_KEYWORDS if k not in names]
+    if missing:
+        raise ExternalMethodError(f"{path}: integrate() does not take the keyword argument(s) {', '.join(missing)}; "
+                                  f"define it as {SIGNATURE}")
 
 
 def _env(value: str, base_dir: Path, env_dir: Path) -> str:

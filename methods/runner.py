@@ -217,6 +217,8 @@ def _child(job: dict[str, Any], err_path: str) -> None:
     except BaseException as exc:  # noqa: BLE001 - everything a method can raise is recorded
         kind = OOM_ERROR_PREFIX if isinstance(exc, MemoryError) else type(exc).__name__
         msg = f"{kind}: {exc}" if str(exc) else kind
+        if isinstance(exc, SystemExit):
+            msg = f"the method called sys.exit({exc.code!r}) instead of returning a result or raising an error"
         Path(err_path).write_text(json.dumps({"error": msg, "traceback": traceback.format_exc()}))
         os._exit(1)
     os._exit(0)
@@ -251,6 +253,8 @@ def _integrate_and_write(job: dict[str, Any]) -> None:
     result: IntegrationResult = module.integrate(
         data, batch_key="batch", label_key="label", params=job["params"], seed=job["seed"], device=device
     )
+    if not isinstance(result, IntegrationResult):
+        raise ResultError(f"integrate returned {type(result).__name__}, not an IntegrationResult (methods/base.py)")
     check_cells_unchanged(data, given)
     result.check(given.n_obs, given.n_vars)
     wall = time.perf_counter() - t0
@@ -288,7 +292,7 @@ def check_cells_unchanged(data, given) -> None:
                           "cells it was given (e.g. sc.pp.filter_cells); work on adata.copy() and return a "
                           "result for every input cell")
     if not data.obs_names.equals(given.obs_names):
-        raise ResultError("the method reordered the cells of its input in place; work on adata.copy() and "
+        raise ResultError("the method renamed or reordered the cells of its input in place; work on adata.copy() and "
                           "return a result for every input cell, in the input's order")
 
 
@@ -392,6 +396,7 @@ def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] |
     by_study_limit = study_limit_s is not None and (limit_s is None or study_limit_s <= limit_s)
     if by_study_limit:
         limit_s = study_limit_s
+    old_file = _file_id(out_path)  # a run file from before is not this run's result
     proc.start()
     proc.join(limit_s)
     timed_out = proc.exitcode is None
@@ -400,7 +405,7 @@ def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] |
         proc.join()
     if proc.exitcode != 0:  # a killed child cannot remove its half-written file itself
         out_path.with_name(f".{out_path.name}.tmp{proc.pid}").unlink(missing_ok=True)
-    if proc.exitcode == 0 and out_path.exists():
+    if proc.exitcode == 0 and _file_id(out_path) not in (None, old_file):
         return read_run_info(out_path)
     if err_path.exists():
         err = json.loads(err_path.read_text())
@@ -415,13 +420,24 @@ def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] |
     elif proc.exitcode is not None and proc.exitcode < 0:
         info["error"] = killed_by_signal(proc.exitcode)
     else:
-        info["error"] = f"method process exited with code {proc.exitcode}"
+        info["error"] = (f"the method's process ended with exit code {proc.exitcode} without a result or an error "
+                         "(os._exit() in the method, or a crash in compiled code; its log may say more)")
     if is_resource_failure(info["error"]):
         if attempt < attempts:
             raise RetryRun(f"{info['error']} (attempt {attempt} of {attempts})")
         if attempts > 1:
             info["error"] += f" (on the last of {attempts} attempts)"
     return _record_failure(out_path, data, info, t_start, strict)
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a file, None when there is none: the run file is written under a temporary
+    name and renamed, so a new run file always has a new inode."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _record_failure(out_path: Path, data_path: str, info: dict[str, Any], t_start: float,

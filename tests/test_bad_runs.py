@@ -65,6 +65,25 @@ def integrate(adata, *, batch_key, label_key, params, seed, device):
         return IntegrationResult(connectivities=g)
     if mode == "short_labels":
         return IntegrationResult(embedding=rng.normal(size=(n, 3)), predicted_labels=np.array(["a"] * 3))
+    if mode == "returns_none":
+        return None
+    if mode == "returns_array":
+        return rng.normal(size=(n, 3))
+    if mode == "strings":
+        return IntegrationResult(embedding=np.array([["a", "b"]] * n, dtype=object))
+    if mode == "complex":
+        return IntegrationResult(embedding=rng.normal(size=(n, 3)) * (1 + 1j))
+    if mode == "sparse_embedding":
+        return IntegrationResult(embedding=sp.csr_matrix(rng.normal(size=(n, 3))))
+    if mode == "rename_in_place":
+        adata.obs_names = [f"x{i}" for i in range(n)]
+        return IntegrationResult(embedding=rng.normal(size=(n, 3)))
+    if mode == "sys_exit":
+        import sys
+        sys.exit(0)
+    if mode == "os_exit":
+        import os
+        os._exit(0)
     if mode == "hang":
         time.sleep(600)
     if mode == "labels_seen":  # what a supervised method sees as labels
@@ -106,6 +125,14 @@ def run_bad(data_path, tmp_path, mode, method="bad", **kw):
     ("empty_graph", "graph connectivities has no edge"),
     ("nan_graph", "graph connectivities contains NaN or inf"),
     ("short_labels", "predicted_labels has 3 entries"),
+    ("returns_none", "integrate returned NoneType, not an IntegrationResult"),
+    ("returns_array", "integrate returned ndarray, not an IntegrationResult"),
+    ("strings", "embedding has dtype object; real numbers are needed"),
+    ("complex", "embedding has dtype complex128"),
+    ("sparse_embedding", "embedding is a sparse matrix; return a dense array"),
+    ("rename_in_place", "renamed or reordered the cells of its input in place"),
+    ("sys_exit", "the method called sys.exit(0) instead of returning a result"),
+    ("os_exit", "ended with exit code 0 without a result or an error"),
 ])
 def test_a_broken_result_is_a_failed_run_saying_why(bad_method, sim_small_path, tmp_path, mode, needle):
     out, info = run_bad(sim_small_path, tmp_path, mode)
@@ -114,6 +141,33 @@ def test_a_broken_result_is_a_failed_run_saying_why(bad_method, sim_small_path, 
     assert "\n" not in info["error"]
     rec = read_run_info(out)
     assert rec["status"] == "failed" and needle in rec["error"]
+
+
+def test_an_old_run_file_is_not_taken_for_the_result_of_a_run_that_wrote_none(bad_method, sim_small_path,
+                                                                              tmp_path):
+    out, info = run_bad(sim_small_path, tmp_path, "ok")
+    assert info["status"] == "ok"
+    out_again = tmp_path / "runs" / "os_exit" / "run.h5ad"
+    out_again.parent.mkdir(parents=True)
+    out.rename(out_again)
+    _, info = run_bad(sim_small_path, tmp_path, "os_exit")
+    assert info["status"] == "failed" and read_run_info(out_again)["status"] == "failed"
+
+
+@pytest.mark.parametrize(("source", "needle"), [
+    ("def integrate(adata, batch_key, label_key, params):\n    pass\n",
+     "integrate() does not take the keyword argument(s) seed, device; define it as integrate(adata, *, "),
+    ("def integrate():\n    pass\n", "integrate() takes no argument for the data"),
+])
+def test_an_own_method_that_cannot_take_the_call_is_refused_at_plan_time(tmp_path, source, needle):
+    from methods.external import ExternalMethodError, external_spec
+
+    (tmp_path / "mine.py").write_text(source)
+    with pytest.raises(ExternalMethodError, match=r"^methods\.mine\.module: ") as err:
+        external_spec("mine", {"module": "mine.py", "output": "embedding"}, tmp_path, REPO / "envs")
+    assert needle in str(err.value)
+    (tmp_path / "mine.py").write_text("def integrate(adata, **kwargs):\n    pass\n")
+    assert external_spec("mine", {"module": "mine.py", "output": "embedding"}, tmp_path, REPO / "envs").external
 
 
 def test_a_run_file_has_every_input_cell_in_input_order(bad_method, sim_small_path, tmp_path):
@@ -237,6 +291,19 @@ def log_normalised(a: ad.AnnData) -> ad.AnnData:
     return out
 
 
+def with_raw_counts_in_raw() -> ad.AnnData:
+    a = raw_counts()
+    del a.layers["counts"]
+    a.raw = a.copy()
+    return log_normalised(a)
+
+
+def per_cell_column(key: str, values) -> ad.AnnData:
+    a = raw_counts()
+    a.obs[key] = values
+    return a
+
+
 def change_matrix(fn):
     def change(a):
         a.X = fn(a.X)
@@ -256,10 +323,15 @@ def change_matrix(fn):
     (lambda: change_matrix(lambda X: (X > 1).astype(np.float32))(raw_counts()), {},
      "holds only 0 and 1: binarised data, not counts"),
     (lambda: change_matrix(lambda X: X * 1.5)(raw_counts()), {}, "set counts_integer: false"),
+    (lambda: with_raw_counts_in_raw(), {}, "adata.raw holds integer counts: store them as a layer"),
+    (lambda: per_cell_column("n_counts", np.arange(120) * 1.5), {"label_key": "n_counts"},
+     "obs['n_counts'] (label_key) holds continuous numbers (e.g. 1.5, 4.5, 7.5), not cell types"),
+    (lambda: per_cell_column("barcode", [f"AC{i}" for i in range(120)]), {"batch_key": "barcode"},
+     "obs['barcode'] (batch_key) has 120 distinct values for 120 cells: a value per cell, not batches"),
     (lambda: raw_counts().T, {}, "'sample' (batch_key) is a var column, not an obs column: the matrix looks "
                                  "transposed"),
 ], ids=["lognorm_x_counts_in_layer", "lognorm_declared_non_integer", "log1p_only", "boolean", "binary",
-        "scaled_counts_no_layer", "transposed"])
+        "scaled_counts_no_layer", "counts_in_raw", "continuous_label", "batch_per_cell", "transposed"])
 def test_counts_that_are_not_counts_are_refused_naming_what_to_use(adata, kw, needle):
     from datasets.ingest import DataError
 
@@ -267,6 +339,13 @@ def test_counts_that_are_not_counts_are_refused_naming_what_to_use(adata, kw, ne
         validate(adata(), **kw)
     assert needle in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_float16_counts_are_read():
+    a = raw_counts()
+    a.X = a.X.toarray().astype(np.float16)
+    clean, prov = validate(a)
+    assert prov["counts_integer"] is True and clean.X.dtype == np.float32
 
 
 def test_counts_within_float_tolerance_are_counts_and_made_exact():
