@@ -57,18 +57,18 @@ def module_file(module: str, base_dir: Path) -> tuple[Path, str]:
     return Path(found.origin), module
 
 
-def read_source(path: Path) -> tuple[dict, bool]:
-    """(the module-level SPEC literal, whether the module defines or imports ``integrate``)."""
+def read_source(path: Path) -> tuple[dict, bool, ast.FunctionDef | ast.AsyncFunctionDef | None]:
+    """(the module-level SPEC literal, whether the module defines or imports ``integrate``, its
+    definition when the module defines it)."""
     try:
         tree = ast.parse(path.read_text(), filename=str(path))
     except (OSError, SyntaxError, ValueError) as exc:
         raise ExternalMethodError(f"cannot read {path} as Python: {exc}") from None
     spec: Any = {}
-    has_integrate = False
+    has_integrate, definition = False, None
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == "integrate":
-            has_integrate = True
-            check_signature(node, path)
+            has_integrate, definition = True, node
         elif isinstance(node, ast.ImportFrom) and any((a.asname or a.name) == "integrate" for a in node.names):
             has_integrate = True
         targets = node.targets if isinstance(node, ast.Assign) else \
@@ -82,7 +82,7 @@ def read_source(path: Path) -> tuple[dict, bool]:
                 raise ExternalMethodError(f"{path}: SPEC must be a literal dict (no names or calls in it)") from None
     if not isinstance(spec, dict):
         raise ExternalMethodError(f"{path}: SPEC must be a dict, got {type(spec).__name__}")
-    return spec, has_integrate
+    return spec, has_integrate, definition
 
 
 def check_signature(node: ast.FunctionDef | ast.AsyncFunctionDef, path: Path) -> None:
@@ -136,7 +136,7 @@ def external_spec(name: str, section: dict, base_dir: Path, env_dir: Path) -> Me
     """The MethodSpec of ``methods.<name>`` with a ``module``; ``ExternalMethodError`` otherwise."""
     try:
         path, module = module_file(section["module"], base_dir)
-        spec, has_integrate = read_source(path)
+        spec, has_integrate, definition = read_source(path)
         if not has_integrate:
             raise ExternalMethodError(f"{path} defines no integrate(adata, *, batch_key, label_key, params, seed, "
                                       "device) (see methods/base.py)")
@@ -148,6 +148,8 @@ def external_spec(name: str, section: dict, base_dir: Path, env_dir: Path) -> Me
         _check_values(merged)
         env_base = base_dir if "env" in section else path.parent
         merged["env"] = _env(merged["env"], env_base, env_dir)
+        if definition is not None:
+            check_signature(definition, path)
     except ExternalMethodError as exc:
         raise ExternalMethodError(f"methods.{name}.module: {exc}") from None
     return MethodSpec(module=module, external=True, **merged)

@@ -97,6 +97,7 @@ def integrate(adata, *, batch_key, label_key, params, seed, device):
 @pytest.fixture
 def bad_method(tmp_path, monkeypatch):
     """Method ``bad`` (and supervised ``bad_sup``): a .py file outside the repo, as a user's own."""
+    import torch  # noqa: F401 - the runner seeds torch: imported once here, not in every forked run
     path = tmp_path / "bad_method.py"
     path.write_text(BAD_METHOD)
     for name, supervised in (("bad", False), ("bad_sup", True)):
@@ -256,11 +257,10 @@ def test_unlabelled_cells_are_left_out_of_label_metrics(sim_small, tmp_path):
     run_file.uns["run_json"] = '{"status": "ok", "method": "perfect", "setting": "default", "seed": 0}'
     run_path = tmp_path / "run.h5ad"
     run_file.write_h5ad(run_path)
-    res = scored(data_path, run_path, tmp_path, ["nmi", "ari", "asw_label", "ilisi"])
+    res = scored(data_path, run_path, tmp_path, ["nmi", "ari"])
     assert res["status"] == "ok", res
     assert res["n_unlabelled"] == 60 and res["n_cells"] == data.n_obs
     assert res["metrics"]["nmi"] == pytest.approx(1.0) and res["metrics"]["ari"] == pytest.approx(1.0)
-    assert res["metrics"]["asw_label"] > 0.9 and res["metrics"]["ilisi"] is not None
 
 
 def test_a_supervised_method_sees_unlabelled_cells_as_nan(bad_method, sim_small, tmp_path):
