@@ -56,6 +56,9 @@ def file_entry(name: str, section: dict[str, Any], base_dir: Path, origin: str) 
     path = resolve_path(section["path"], base_dir)
     if not path.exists():
         raise LocalFileError(f"{where}.path: {path} does not exist (a relative path is relative to {origin})")
+    if section.get("label_key") is not None and section.get("label_key") == section.get("batch_key"):
+        raise LocalFileError(f"{where}.label_key: '{section['label_key']}' is the batch_key too; the cell-type "
+                             "labels must be another obs column (or leave label_key out for unlabelled data)")
     fmt = section.get("format") or infer_format(path)
     if fmt is None:
         raise LocalFileError(f"{where}.path: cannot tell the format of {path} from its name; "
@@ -99,17 +102,19 @@ def checksum(path: str | Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def h5ad_keys(path: Path) -> tuple[list[str], list[str]]:
-    """(obs columns, layers) of an h5ad from its header; OSError/KeyError when it is not one."""
+def _columns(group) -> list[str]:
+    order = group.attrs.get("column-order")
+    return [str(c) for c in order] if order is not None else \
+        [k for k in group if k not in (group.attrs.get("_index", "_index"), "__categories")]
+
+
+def h5ad_keys(path: Path) -> tuple[list[str], list[str], list[str]]:
+    """(obs columns, var columns, layers) of an h5ad from its header; OSError/KeyError when it is not one."""
     import h5py
 
     with h5py.File(path, "r") as f:
-        obs = f["obs"]
-        order = obs.attrs.get("column-order")
-        columns = [str(c) for c in order] if order is not None else \
-            [k for k in obs if k not in (obs.attrs.get("_index", "_index"), "__categories")]
         layers = list(f["layers"]) if "layers" in f else []
-    return columns, layers
+        return _columns(f["obs"]), _columns(f["var"]) if "var" in f else [], layers
 
 
 def _shown(values: list[str]) -> str:
@@ -121,11 +126,14 @@ def _check_keys(name: str, entry: dict) -> None:
     """The keys of an h5ad's entry name columns and a layer the file has."""
     where, path = f"datasets.{name}.file", Path(entry["path"])
     try:
-        columns, layers = h5ad_keys(path)
+        columns, var_columns, layers = h5ad_keys(path)
     except (OSError, KeyError) as err:
         raise LocalFileError(f"{where}.path: {path} cannot be read as h5ad ({err}); is it complete?") from None
     for field in KEY_FIELDS:
         key = entry[field]
+        if key is not None and key not in columns and key in var_columns:
+            raise LocalFileError(f"{where}.{field}: '{key}' is a var column of {path}, not an obs column: the "
+                                 "matrix looks transposed (genes x cells); write it cells x genes (adata.T)")
         if key is not None and key not in columns:
             raise LocalFileError(f"{where}.{field}: '{key}' is not an obs column of {path}; "
                                  f"obs columns: {_shown(columns)}")

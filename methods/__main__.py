@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="attempts Snakemake makes in all; out of memory or time before the last exits 75")
     run.add_argument("--time-limit-s", type=float, default=None,
                      help="stop the method after this long (default: before a SLURM job's time limit)")
+    run.add_argument("--run-time-limit-s", type=float, default=None,
+                     help="the study's time limit per run (config run_time_limit_min): a run stopped by it is "
+                          "recorded as failed, not retried")
     run.add_argument("--external", default=None,
                      help="your own method's MethodSpec as JSON (the workflow passes it; methods/external.py)")
     sub.add_parser("list", help="list registered methods")
@@ -53,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         info = run_one(args.data, args.out, args.method, args.setting, params, args.seed,
                        device=args.device, threads=args.threads, label_missing=args.label_missing,
                        strict=args.strict, max_mem_mb=args.max_mem_mb, attempt=args.attempt,
-                       attempts=args.attempts, time_limit_s=args.time_limit_s)
+                       attempts=args.attempts, time_limit_s=args.time_limit_s,
+                       run_time_limit_s=args.run_time_limit_s)
     except (DataFileError, OutputFolderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

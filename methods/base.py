@@ -7,7 +7,7 @@ A method is a module in ``methods/`` exposing
 plus one line in ``methods/registry.py`` (metadata and default parameters). ``adata`` is the
 preprocessed dataset (docs/contracts.md): ``X`` log-normalized HVGs (float32),
 ``layers["counts"]`` raw counts, ``obs["batch"]``, ``obs["label"]`` (for supervised methods
-with hidden labels, hidden cells are NaN in ``obs[label_key]``), ``obs["system"]``,
+with hidden labels, hidden cells are NaN in ``obs[label_key]``, and so are unlabelled cells), ``obs["system"]``,
 ``obsm["X_pca"]``. ``params`` is already merged with the registry defaults and checked for
 unknown keys; a method checks the *values* it gets and raises ``ParamError`` for bad ones.
 Methods never write files: the runner (``methods/runner.py``) owns the run file.
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.sparse import issparse
 
 
 def peak_rss_mb(include_children: bool = False) -> float:
@@ -91,17 +92,57 @@ class IntegrationResult:
     epochs: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def check(self, n_obs: int) -> None:
-        """Raise if the result breaks the contract (shape, finiteness, nothing returned)."""
+    def check(self, n_obs: int, n_vars: int | None = None) -> None:
+        """Raise ``ResultError`` if the result breaks the contract: nothing returned, a shape that does
+        not fit the ``n_obs`` cells (and ``n_vars`` genes) the method was given, no columns, every cell
+        alike (constant), or non-finite values (``TrainingDivergedError``)."""
         if self.embedding is None and self.connectivities is None and self.corrected is None:
-            raise ValueError("method returned neither an embedding, a graph nor corrected data")
+            raise ResultError("method returned neither an embedding, a graph nor corrected data")
         if self.embedding is not None:
+            if issparse(self.embedding):
+                raise ResultError("embedding is a sparse matrix; return a dense array (e.g. .toarray())")
             emb = np.asarray(self.embedding)
             if emb.ndim != 2 or emb.shape[0] != n_obs:
-                raise ValueError(f"embedding has shape {emb.shape}, expected ({n_obs}, d)")
-            if not np.isfinite(emb).all():
-                raise TrainingDivergedError("embedding contains NaN or inf values")
-        if self.connectivities is not None and self.connectivities.shape != (n_obs, n_obs):
-            raise ValueError(f"graph has shape {self.connectivities.shape}, expected ({n_obs}, {n_obs})")
-        if self.corrected is not None and self.corrected.shape[0] != n_obs:
-            raise ValueError(f"corrected matrix has {self.corrected.shape[0]} rows, expected {n_obs}")
+                raise ResultError(f"embedding has shape {emb.shape}, expected ({n_obs}, d): one row per input cell")
+            _check_matrix("embedding", emb)
+        if self.corrected is not None:
+            shape = self.corrected.shape
+            if len(shape) != 2 or shape[0] != n_obs or (n_vars is not None and shape[1] != n_vars):
+                raise ResultError(f"corrected matrix has shape {shape}, expected ({n_obs}, "
+                                  f"{n_vars if n_vars is not None else 'genes'}): the input's cells x genes")
+            _check_matrix("corrected matrix", self.corrected)
+        for name in ("connectivities", "distances"):
+            graph = getattr(self, name)
+            if graph is None:
+                continue
+            if graph.shape != (n_obs, n_obs):
+                raise ResultError(f"graph {name} has shape {graph.shape}, expected ({n_obs}, {n_obs})")
+            values = graph.data if issparse(graph) else np.asarray(graph)
+            if not np.isfinite(values).all():
+                raise TrainingDivergedError(f"graph {name} contains NaN or inf values")
+            if name == "connectivities" and not np.any(values):
+                raise ResultError("graph connectivities has no edge (all zero)")
+        if self.predicted_labels is not None and len(self.predicted_labels) != n_obs:
+            raise ResultError(f"predicted_labels has {len(self.predicted_labels)} entries, expected {n_obs}")
+
+
+class ResultError(ValueError):
+    """A method's result that breaks the contract of ``IntegrationResult`` (the message says how)."""
+
+
+def _check_matrix(what: str, matrix) -> None:
+    """A cells x d output has columns, finite values, and cells that differ (scores of a constant
+    output are meaningless: every cell is every other cell's neighbour, batch ASW is 1)."""
+    if matrix.shape[1] == 0:
+        raise ResultError(f"{what} has no columns (shape {matrix.shape})")
+    if not np.issubdtype(matrix.dtype, np.number) or np.issubdtype(matrix.dtype, np.complexfloating):
+        raise ResultError(f"{what} has dtype {matrix.dtype}; real numbers are needed")
+    values = matrix.data if issparse(matrix) else np.asarray(matrix)
+    if not np.isfinite(values).all():
+        raise TrainingDivergedError(f"{what} contains NaN or inf values")
+    if issparse(matrix):
+        spread = (matrix.max(axis=0) - matrix.min(axis=0)).toarray()
+    else:
+        spread = np.ptp(values, axis=0)
+    if matrix.shape[0] > 1 and not np.any(spread):
+        raise ResultError(f"{what} is constant: every cell has the same values, so nothing can be scored")

@@ -29,6 +29,10 @@ SPEC_DEFAULTS: dict[str, Any] = {"input": "lognorm", "gpu": False, "supervised":
                                  "defaults": {}, "description": ""}
 
 
+CALL_KEYWORDS = ("batch_key", "label_key", "params", "seed", "device")  # what the runner passes
+SIGNATURE = "integrate(adata, *, batch_key, label_key, params, seed, device)"
+
+
 class ExternalMethodError(ValueError):
     """Your own method cannot be used as configured; the message names the config key."""
 
@@ -53,17 +57,18 @@ def module_file(module: str, base_dir: Path) -> tuple[Path, str]:
     return Path(found.origin), module
 
 
-def read_source(path: Path) -> tuple[dict, bool]:
-    """(the module-level SPEC literal, whether the module defines or imports ``integrate``)."""
+def read_source(path: Path) -> tuple[dict, bool, ast.FunctionDef | ast.AsyncFunctionDef | None]:
+    """(the module-level SPEC literal, whether the module defines or imports ``integrate``, its
+    definition when the module defines it)."""
     try:
         tree = ast.parse(path.read_text(), filename=str(path))
     except (OSError, SyntaxError, ValueError) as exc:
         raise ExternalMethodError(f"cannot read {path} as Python: {exc}") from None
     spec: Any = {}
-    has_integrate = False
+    has_integrate, definition = False, None
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == "integrate":
-            has_integrate = True
+            has_integrate, definition = True, node
         elif isinstance(node, ast.ImportFrom) and any((a.asname or a.name) == "integrate" for a in node.names):
             has_integrate = True
         targets = node.targets if isinstance(node, ast.Assign) else \
@@ -77,7 +82,23 @@ def read_source(path: Path) -> tuple[dict, bool]:
                 raise ExternalMethodError(f"{path}: SPEC must be a literal dict (no names or calls in it)") from None
     if not isinstance(spec, dict):
         raise ExternalMethodError(f"{path}: SPEC must be a dict, got {type(spec).__name__}")
-    return spec, has_integrate
+    return spec, has_integrate, definition
+
+
+def check_signature(node: ast.FunctionDef | ast.AsyncFunctionDef, path: Path) -> None:
+    """``integrate`` takes the data first and the keywords the runner passes (or ``**kwargs``):
+    otherwise every run would fail with a TypeError."""
+    args = node.args
+    positional = args.posonlyargs + args.args
+    if not positional and args.vararg is None:
+        raise ExternalMethodError(f"{path}: integrate() takes no argument for the data; define it as {SIGNATURE}")
+    if args.kwarg is not None:
+        return
+    names = {a.arg for a in args.args[1:] + args.kwonlyargs} if args.args else {a.arg for a in args.kwonlyargs}
+    missing = [k for k in CALL_KEYWORDS if k not in names]
+    if missing:
+        raise ExternalMethodError(f"{path}: integrate() does not take the keyword argument(s) {', '.join(missing)}; "
+                                  f"define it as {SIGNATURE}")
 
 
 def _env(value: str, base_dir: Path, env_dir: Path) -> str:
@@ -115,7 +136,7 @@ def external_spec(name: str, section: dict, base_dir: Path, env_dir: Path) -> Me
     """The MethodSpec of ``methods.<name>`` with a ``module``; ``ExternalMethodError`` otherwise."""
     try:
         path, module = module_file(section["module"], base_dir)
-        spec, has_integrate = read_source(path)
+        spec, has_integrate, definition = read_source(path)
         if not has_integrate:
             raise ExternalMethodError(f"{path} defines no integrate(adata, *, batch_key, label_key, params, seed, "
                                       "device) (see methods/base.py)")
@@ -127,6 +148,8 @@ def external_spec(name: str, section: dict, base_dir: Path, env_dir: Path) -> Me
         _check_values(merged)
         env_base = base_dir if "env" in section else path.parent
         merged["env"] = _env(merged["env"], env_base, env_dir)
+        if definition is not None:
+            check_signature(definition, path)
     except ExternalMethodError as exc:
         raise ExternalMethodError(f"methods.{name}.module: {exc}") from None
     return MethodSpec(module=module, external=True, **merged)

@@ -163,3 +163,22 @@ def load_module(name: str) -> ModuleType:
     sys.modules[loader_spec.name] = module
     loader_spec.loader.exec_module(module)
     return module
+
+
+def code_file(name: str) -> Path | None:
+    """The source file of method ``name``'s module (not imported), None when it has none."""
+    spec = get(name)
+    if spec.module.endswith(".py"):
+        return Path(spec.module)
+    found = importlib.util.find_spec(spec.module)
+    return Path(found.origin) if found is not None and found.origin else None
+
+
+def code_identity(name: str) -> dict[str, str]:
+    """The code that makes method ``name``'s runs: its module, source file and that file's sha256
+    (recorded in every run; an edited file of your own method also reruns its runs, workflow)."""
+    import hashlib
+
+    path = code_file(name)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path is not None and path.is_file() else ""
+    return {"module": get(name).module, "path": str(path or ""), "sha256": digest}

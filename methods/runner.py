@@ -41,9 +41,13 @@ from methods.attempts import (
     is_resource_failure,
     method_time_limit_s,
 )
-from methods.base import DATASET_FAILED, IntegrationResult, killed_by_signal, peak_rss_mb
+from methods.base import DATASET_FAILED, IntegrationResult, ResultError, killed_by_signal, peak_rss_mb
 from methods.settings import base_setting
 
+# The label of a cell without one in a dataset file (datasets/ingest.py, docs/contracts.md).
+UNLABELLED = "unknown"
+# A run stopped by the study's own limit (config run_time_limit_min): recorded, not retried.
+RUN_LIMIT_ERROR_PREFIX = "run time limit"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VERSION_PACKAGES = [
     "numpy", "scipy", "pandas", "anndata", "scanpy", "scikit-learn", "torch", "scvi-tools",
@@ -102,7 +106,7 @@ def hide_labels(labels, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of cells whose label is hidden: ``fraction`` of each cell type, seeded.
 
     Stratified by cell type so every type keeps labelled cells (round down per type, and a
-    type with a single cell keeps it).
+    type with a single cell keeps it). Unlabelled cells (``UNLABELLED``) have no label to hide.
     """
     labels = np.asarray(labels).astype(str)
     hidden = np.zeros(labels.shape[0], dtype=bool)
@@ -111,7 +115,7 @@ def hide_labels(labels, fraction: float, seed: int) -> np.ndarray:
     if fraction >= 1:
         raise ValueError(f"label_missing must be in [0, 1), got {fraction}")
     rng = np.random.default_rng(seed)
-    for lab in np.unique(labels):
+    for lab in np.unique(labels[labels != UNLABELLED]):
         idx = np.flatnonzero(labels == lab)
         n_hide = int(np.floor(fraction * idx.size))
         if n_hide:
@@ -220,6 +224,8 @@ def _child(job: dict[str, Any], err_path: str) -> None:
     except BaseException as exc:  # noqa: BLE001 - everything a method can raise is recorded
         kind = OOM_ERROR_PREFIX if isinstance(exc, MemoryError) else type(exc).__name__
         msg = f"{kind}: {exc}" if str(exc) else kind
+        if isinstance(exc, SystemExit):
+            msg = f"the method called sys.exit({exc.code!r}) instead of returning a result or raising an error"
         Path(err_path).write_text(json.dumps({"error": msg, "traceback": traceback.format_exc()}))
         os._exit(1)
     os._exit(0)
@@ -230,13 +236,17 @@ def _integrate_and_write(job: dict[str, Any]) -> None:
 
     t_load = time.perf_counter()
     data = ad.read_h5ad(job["data"])
+    given = untouched_copy(data)  # what the method is given, whatever it does to ``data``
     spec = registry.get(job["method"])
     hidden = None
     if spec.supervised and job["label_missing"] > 0:
         hidden = hide_labels(data.obs["label"].values, job["label_missing"], job["seed"])
+    if spec.supervised and "label" in data.obs:  # hidden and unlabelled cells: NaN, as the contract says
         lab = data.obs["label"].astype(str).to_numpy(dtype=object)
-        lab[hidden] = np.nan
-        data.obs["label"] = lab
+        unknown = (lab == UNLABELLED) if hidden is None else (lab == UNLABELLED) | hidden
+        if unknown.any():
+            lab[unknown] = np.nan
+            data.obs["label"] = lab
     load_s = time.perf_counter() - t_load
     threads = job["threads"]
     if "torch" in sys.modules or spec.gpu:
@@ -250,7 +260,10 @@ def _integrate_and_write(job: dict[str, Any]) -> None:
     result: IntegrationResult = module.integrate(
         data, batch_key="batch", label_key="label", params=job["params"], seed=job["seed"], device=device
     )
-    result.check(data.n_obs)
+    if not isinstance(result, IntegrationResult):
+        raise ResultError(f"integrate returned {type(result).__name__}, not an IntegrationResult (methods/base.py)")
+    check_cells_unchanged(data, given)
+    result.check(given.n_obs, given.n_vars)
     wall = time.perf_counter() - t0
     info = dict(job["info"])
     info.update(
@@ -266,10 +279,30 @@ def _integrate_and_write(job: dict[str, Any]) -> None:
     )
     if result.embedding is not None and (result.epochs or result.loss_history):
         info["latent_sd"] = latent_sd(result.embedding)
-    if "label" in data.obs and hidden is not None:
-        data.obs["label"] = job["true_labels"]
     info["wall_s"] = round(time.perf_counter() - job["t_start"], 3)
-    write_run_file(Path(job["out"]), data, result, info, hidden)
+    write_run_file(Path(job["out"]), given, result, info, hidden)
+
+
+def untouched_copy(data):
+    """The cell and gene names and the standard obs columns of ``data``, copied: the run file is
+    written from these, not from the object the method received (which it may have changed)."""
+    import anndata as ad
+    import pandas as pd
+
+    obs = data.obs[[k for k in ("batch", "label", "system") if k in data.obs]].copy()
+    return ad.AnnData(obs=obs, var=pd.DataFrame(index=data.var_names.copy()))
+
+
+def check_cells_unchanged(data, given) -> None:
+    """``ResultError`` when the method subset or reordered the cells of its input in place: its
+    result rows would no longer be the input's cells (sc.pp.filter_cells does this by default)."""
+    if data.n_obs != given.n_obs:
+        raise ResultError(f"the method changed its input in place: adata has {data.n_obs} of the {given.n_obs} "
+                          "cells it was given (e.g. sc.pp.filter_cells); work on adata.copy() and return a "
+                          "result for every input cell")
+    if not data.obs_names.equals(given.obs_names):
+        raise ResultError("the method renamed or reordered the cells of its input in place; work on adata.copy() and "
+                          "return a result for every input cell, in the input's order")
 
 
 class DataFileError(ValueError):
@@ -323,12 +356,15 @@ def dataset_failure(path: str) -> str | None:
 def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] | None, seed: int,
         device: str = "auto", threads: int = 1, label_missing: float = 0.0, strict: bool = False,
         max_mem_mb: int | None = None, attempt: int = 1, attempts: int = 1,
-        time_limit_s: float | None = None) -> dict[str, Any]:
+        time_limit_s: float | None = None, run_time_limit_s: float | None = None) -> dict[str, Any]:
     """Run and record one integration. Returns the run record (``status`` ok or failed).
 
     ``attempt`` of ``attempts``: Snakemake's attempt number and total. Out of memory or time
     before the last attempt raises ``RetryRun`` and writes nothing. ``time_limit_s`` stops the
-    method after that long (default: shortly before a SLURM job's time limit, else none).
+    method after that long (default: shortly before a SLURM job's time limit, else none) and is
+    retried like running out of memory. ``run_time_limit_s`` (config ``run_time_limit_min``) is
+    the study's limit per run: a run stopped by it is recorded as failed at once (another attempt
+    would get the same limit).
     """
     t_start = time.perf_counter()
     out_path = Path(out)
@@ -340,12 +376,14 @@ def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] |
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "host": socket.gethostname(), "versions": package_versions(), "git_commit": git_commit(),
         "status": "failed", "error": "", "attempt": int(attempt), "attempts": int(attempts),
+        "run_time_limit_s": run_time_limit_s,
     }
     try:
         spec = registry.get(method)
         info["params"] = registry.merge_params(method, params)
         info["output"] = spec.output
         info["device"] = resolve_device(device, spec.gpu)
+        info["code"] = registry.code_identity(method)
     except (KeyError, ValueError) as exc:
         info["error"] = f"{type(exc).__name__}: {exc.args[0] if exc.args else exc}"
         return _record_failure(out_path, data, info, t_start, strict)
@@ -356,17 +394,18 @@ def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] |
     job = {
         "data": data, "out": str(out_path), "method": method, "params": info["params"],
         "seed": int(seed), "threads": int(threads), "label_missing": float(label_missing),
-        "max_mem_mb": max_mem_mb, "info": info, "t_start": t_start, "true_labels": None,
+        "max_mem_mb": max_mem_mb, "info": info, "t_start": t_start,
     }
-    if spec.supervised and label_missing > 0:
-        import anndata as ad
-
-        job["true_labels"] = ad.read_h5ad(data, backed="r").obs["label"].values.copy()
     err_path = out_path.with_name(f".{out_path.name}.err{os.getpid()}")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     ctx = multiprocessing.get_context("fork")
     proc = ctx.Process(target=_child, args=(job, str(err_path)))
     limit_s = method_time_limit_s(time_limit_s)
+    study_limit_s = run_time_limit_s
+    by_study_limit = study_limit_s is not None and (limit_s is None or study_limit_s <= limit_s)
+    if by_study_limit:
+        limit_s = study_limit_s
+    old_file = _file_id(out_path)  # a run file from before is not this run's result
     proc.start()
     proc.join(limit_s)
     timed_out = proc.exitcode is None
@@ -375,25 +414,39 @@ def run(data: str, out: str, method: str, setting: str, params: dict[str, Any] |
         proc.join()
     if proc.exitcode != 0:  # a killed child cannot remove its half-written file itself
         out_path.with_name(f".{out_path.name}.tmp{proc.pid}").unlink(missing_ok=True)
-    if proc.exitcode == 0 and out_path.exists():
+    if proc.exitcode == 0 and _file_id(out_path) not in (None, old_file):
         return read_run_info(out_path)
     if err_path.exists():
         err = json.loads(err_path.read_text())
         err_path.unlink()
         info["error"] = err["error"]
         info["traceback"] = err["traceback"]
+    elif timed_out and by_study_limit:
+        info["error"] = (f"{RUN_LIMIT_ERROR_PREFIX}: the method was stopped after {run_time_limit_s / 60:g} min "
+                         "(config run_time_limit_min); raise run_time_limit_min to give it longer")
     elif timed_out:
         info["error"] = f"{TIME_ERROR_PREFIX}: the method was stopped after {limit_s:.0f} s"
     elif proc.exitcode is not None and proc.exitcode < 0:
         info["error"] = killed_by_signal(proc.exitcode)
     else:
-        info["error"] = f"method process exited with code {proc.exitcode}"
+        info["error"] = (f"the method's process ended with exit code {proc.exitcode} without a result or an error "
+                         "(os._exit() in the method, or a crash in compiled code; its log may say more)")
     if is_resource_failure(info["error"]):
         if attempt < attempts:
             raise RetryRun(f"{info['error']} (attempt {attempt} of {attempts})")
         if attempts > 1:
             info["error"] += f" (on the last of {attempts} attempts)"
     return _record_failure(out_path, data, info, t_start, strict)
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a file, None when there is none: the run file is written under a temporary
+    name and renamed, so a new run file always has a new inode."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _record_failure(out_path: Path, data_path: str, info: dict[str, Any], t_start: float,

@@ -27,8 +27,8 @@ from metrics.catalog import METRIC_SETS, metric_info
 from metrics.select import across_methods, check_selection, fit_exponent, score_runs, select_best, summarize
 
 RUN_COLUMNS = ["dataset", "method", "setting", "base_setting", "seed", "label_missing", "status", "error", "device",
-               "epochs", "wall_s", "integrate_s", "peak_rss_mb", "peak_gpu_mb", "run_path", *convergence.COLUMNS,
-               *latent_scale.COLUMNS]
+               "epochs", "wall_s", "integrate_s", "peak_rss_mb", "peak_gpu_mb", "run_path", "n_unlabelled",
+               *convergence.COLUMNS, *latent_scale.COLUMNS]
 GZIPPED_TABLES = {"lisi_percell", "loss_history"}
 
 
@@ -118,6 +118,7 @@ def build_tables(metric_files: list[str], selection: dict) -> dict[str, pd.DataF
                      "device": rec.get("device"), "epochs": rec.get("epochs"), "wall_s": rec.get("wall_s"),
                      "integrate_s": rec.get("integrate_s"), "peak_rss_mb": rec.get("peak_rss_mb"),
                      "peak_gpu_mb": rec.get("peak_gpu_mb"), "run_path": str(run_path),
+                     "n_unlabelled": m.get("n_unlabelled"),
                      **convergence.assess({**rec, "status": status}),
                      **latent_scale.assess({**rec, "status": status})})
         history_rows += convergence.history_rows({**ident, "label_missing": lm}, rec)

@@ -10,7 +10,9 @@ Options (JSON, every key optional; defaults in ``DEFAULT_OPTIONS``):
   ``nmi_fixed_scaled`` (sysVI Fig. 2a: iLISI and NMI fixed on the embedding with each feature
   standardised; one more kNN graph and Leiden clustering per run).
 - ``labelled`` (null = auto: false when every label is in ``unknown_labels``): when false,
-  every metric that needs cell-type labels is null with reason "dataset unlabelled".
+  every metric that needs cell-type labels is null with reason "dataset unlabelled". When only
+  some cells are unlabelled, the metrics that need labels are computed on the labelled cells
+  alone (``n_unlabelled`` in metrics.json says how many were left out).
 - ``batch_key`` / ``label_key`` ("batch" / "label"): obs columns of the *data* file (truth).
 - ``knn_method`` ("auto" | "exact" | "pynndescent"), ``exact_max_cells`` (100000): auto uses
   exact brute-force kNN up to that many cells (no numba JIT), pynndescent above.
@@ -134,9 +136,10 @@ class _Scorer:
         self.X_pre = np.asarray(data.adata.obsm["X_pca"][pos], dtype=np.float32)
         self.run = run
         self.emb, self.kind = run_embedding(run)
+        self.unlabelled = np.isin(self.labels, o["unknown_labels"])
         labelled = o["labelled"]
         if labelled is None:
-            labelled = not np.isin(self.labels, o["unknown_labels"]).all()
+            labelled = not self.unlabelled.all()
         self.labelled = bool(labelled)
         self.timing: dict[str, float] = {}
         self._nested: list[float] = []
@@ -384,8 +387,15 @@ class _Scorer:
 
         cl = self.clusterings()
         if self.labelled:  # the clustering at the resolution chosen for label NMI
-            scores = self.grid_scores()
-            best = max(self.grid_clusterings(), key=lambda r: scores[r][0])
+            if self.unlabelled.any():  # the resolution chosen on the labelled cells only
+                from sklearn.metrics import normalized_mutual_info_score
+
+                known = ~self.unlabelled
+                best = max(self.grid_clusterings(),
+                           key=lambda r: normalized_mutual_info_score(self.labels[known], cl[r][known]))
+            else:
+                scores = self.grid_scores()
+                best = max(self.grid_clusterings(), key=lambda r: scores[r][0])
         else:
             best = 1.0
         self.extra["one_minus_ari_batch_resolution"] = best
@@ -493,23 +503,38 @@ class _Scorer:
             else:
                 self.values[m] = float(v)
 
+    def label_scorer(self) -> _Scorer | None:
+        """A scorer of the labelled cells only, for the metrics that need labels, when some (not all)
+        cells are unlabelled: as scib leaves unknown labels out, an 'unknown' cell type must not
+        count as a type (its own kNN graph and clusterings: the unlabelled cells are not there)."""
+        if not self.labelled or not self.unlabelled.any():
+            return None
+        sub = _Scorer(self.data, self.run[~self.unlabelled].copy(), self.opts)
+        sub.values, sub.reasons, sub.extra, sub.timing = self.values, self.reasons, self.extra, self.timing
+        return sub
+
     def score(self) -> dict[str, Any]:
         self.values: dict[str, float | None] = {}
         self.reasons: dict[str, str] = {}
         self.extra: dict[str, Any] = {}
         wanted = self.opts["metrics"]
+        label_scorer = self.label_scorer()
         for group, names in self.GROUPS.items():
             if any(m in wanted for m in names) and not all(m in self.values for m in names):
-                self.compute_group(group)
+                needs_labels = any(m not in LABEL_FREE for m in names)
+                (label_scorer if label_scorer is not None and needs_labels else self).compute_group(group)
         metrics = {m: self.values.get(m) for m in wanted}
         reasons = {m: self.reasons[m] for m in wanted if metrics[m] is None and m in self.reasons}
         per_cell = {}
         d = int(self.opts["per_cell_decimals"])
         for which in ("ilisi", "clisi"):
-            if f"lisi_{which}_per_cell" in self._cache:
-                per_cell[which] = np.round(np.asarray(self._cache[f"lisi_{which}_per_cell"], dtype=np.float64), d).tolist()
+            cache = next((c for c in (self._cache, label_scorer._cache if label_scorer else {})
+                          if f"lisi_{which}_per_cell" in c), None)
+            if cache is not None:
+                per_cell[which] = np.round(np.asarray(cache[f"lisi_{which}_per_cell"], dtype=np.float64), d).tolist()
         return {"metrics": metrics, "na_reasons": reasons, "per_cell": per_cell, "timing": self.timing,
-                "extra": self.extra, "output": self.kind, "labelled": self.labelled, "n_cells": int(self.cells.size)}
+                "extra": self.extra, "output": self.kind, "labelled": self.labelled, "n_cells": int(self.cells.size),
+                "n_unlabelled": int(self.unlabelled.sum())}
 
 
 class _NotApplicable(Exception):

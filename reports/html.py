@@ -27,6 +27,7 @@ from reports.trust import (
     datasets_section,
     latent_scale_banner,
     reference_notes,
+    unlabelled_note,
 )
 
 MAX_TABLE_ROWS = 2000  # beyond this a table is cut (the TSV in the tables folder is complete)
@@ -242,7 +243,7 @@ def build_html(tables: dict[str, pd.DataFrame], outcomes: list[FigureOutcome], c
 {convergence_banner(tables.get("runs"))}{latent_scale_banner(tables.get("runs"))}{claims_summary(tables.get("claims"))}{reference_notes(tables.get("runs"))}
 {f"<ul>{notes_html}</ul>" if notes_html else ""}</section>
 <section id="datasets"><h2>Datasets: batch-effect strength before integration</h2>
-{datasets_section(tables.get("batch_strength"))}</section>
+{unlabelled_note(tables.get("runs"))}{datasets_section(tables.get("batch_strength"))}</section>
 <section id="claims"><h2>The papers' claims, checked on this study</h2>
 {claims_section(tables.get("claims"))}</section>
 <section id="figures"><h2>Figures</h2>

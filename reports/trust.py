@@ -186,6 +186,18 @@ def dataset_line(r: pd.Series) -> str:
             + "</p>")
 
 
+def unlabelled_note(runs: pd.DataFrame | None) -> str:
+    """One line per dataset with unlabelled cells (runs.tsv n_unlabelled): how many, and that the
+    label metrics leave them out."""
+    if runs is None or "n_unlabelled" not in runs.columns:
+        return ""
+    counts = pd.to_numeric(runs["n_unlabelled"], errors="coerce").groupby(runs["dataset"]).max()
+    lines = [f"<p class=\"rule\">{esc(d)}: {int(n)} cells have no cell-type label (missing, 'nan', '' or "
+             "'unknown' in the file); the metrics that need labels leave them out.</p>"
+             for d, n in counts.items() if n > 0]
+    return "".join(lines)
+
+
 def datasets_section(batch_strength: pd.DataFrame | None) -> str:
     """The Datasets section: one heading per dataset with its batch-effect strength, and the table."""
     if batch_strength is None or batch_strength.empty:

@@ -212,6 +212,14 @@ def external_flag(wildcards):
     return f"--external {shlex.quote(json.dumps(dataclasses.asdict(spec), sort_keys=True))}"
 
 
+def method_code(wildcards):
+    """Your own method's module file as an input of its runs: editing it reruns them (the runs of
+    built-in methods record their code's sha256, methods/registry.py code_identity)."""
+    if not registry.get(wildcards.method).external:
+        return []
+    return [str(registry.code_file(wildcards.method))]
+
+
 def method_env(wildcards):
     return env_of(wildcards.method)
 

@@ -7,6 +7,7 @@
 rule integrate:
     input:
         data=f"{OUT}/data/{{dataset}}.h5ad",
+        code=method_code,
     output:
         run=f"{OUT}/runs/{{dataset}}/{{method}}/{{setting}}/seed{{seed}}/run.h5ad",
     log:
@@ -23,6 +24,7 @@ rule integrate:
         runtime=integrate_runtime,
         attempt=attempt_number,
         attempts=attempts_total,
+        run_time_limit_s=RUN_TIME_LIMIT_S,
     params:
         json=run_params,
         label_missing=run_label_missing,

@@ -164,9 +164,13 @@ def metrics_resources(dataset=None):
 # The runner's view of the job: attempt of attempts (out of memory or time before the last one
 # exits non-zero, so Snakemake retries), and with max_mem_mb: job the job's memory as its limit.
 # Resources, not params: they change with the attempt, and a params change reruns finished jobs.
-RUN_JOB_FLAGS = "--attempt {resources.attempt} --attempts {resources.attempts}" + (
-    " --max-mem-mb {resources.mem_mb}" if config.get("max_mem_mb") == "job" else ""
-)
+# The study's time limit per run (run_time_limit_min) is a resource too: changing it must not
+# rerun finished runs.
+RUN_TIME_LIMIT_S = max(1, round(config["run_time_limit_min"] * 60))
+RUN_JOB_FLAGS = (
+    "--attempt {resources.attempt} --attempts {resources.attempts} "
+    "--run-time-limit-s {resources.run_time_limit_s}"
+) + (" --max-mem-mb {resources.mem_mb}" if config.get("max_mem_mb") == "job" else "")
 
 
 def report_failed_runs(finished):

@@ -27,6 +27,7 @@ rule subsample:
 rule integrate_scaling:
     input:
         data=f"{OUT}/data/subsampled/{{dataset}}/n{{n}}.h5ad",
+        code=method_code,
     output:
         run=f"{OUT}/scaling/{{dataset}}/{{method}}/n{{n}}/run.h5ad",
     log:
@@ -43,6 +44,7 @@ rule integrate_scaling:
         runtime=scaling_runtime,
         attempt=attempt_number,
         attempts=attempts_total,
+        run_time_limit_s=RUN_TIME_LIMIT_S,
     params:
         json=scaling_params,
         device=config["device"],
