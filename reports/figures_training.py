@@ -55,7 +55,8 @@ def with_convergence(history: pd.DataFrame, runs: pd.DataFrame | None) -> pd.Dat
 def fig_convergence(loss_history: pd.DataFrame, runs: pd.DataFrame | None = None):
     """The reconstruction loss per epoch of every trained run (fully labelled), one panel per
     method and dataset, one line per setting x seed, red where the run is flagged "not
-    converged" (still falling by more than 1 % between the last two tenths of its epochs)."""
+    converged" (its last tenth of epochs still gained more than 5 % of its total improvement, or
+    it is too short to judge; metrics/convergence.py)."""
     if is_empty(loss_history):
         return None
     h = loss_history[loss_history["reconstruction"].astype(str).str.lower() == "true"]

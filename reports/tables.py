@@ -45,7 +45,7 @@ REQUIRED_COLUMNS: dict[str, list[str]] = {
 
 # identifiers are always strings (a setting slug "1" must not become the number 1)
 STRING_COLUMNS = ["dataset", "method", "setting", "best_setting", "status", "error", "device",
-                  "metric", "metric_type", "representative_run", "run_path", "converged", "term",
+                  "metric", "metric_type", "representative_run", "run_path", "converged", "learned", "term",
                   "setting_a", "setting_b"]
 # in the umap table batch and label are categories; elsewhere "batch" is the batch score
 UMAP_STRING_COLUMNS = ["batch", "label", "cell"]
