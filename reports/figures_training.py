@@ -38,24 +38,26 @@ def wrap_size(n_panels: int, col_w: float = 1.6, row_h: float = 1.6) -> tuple[fl
 
 
 def with_convergence(history: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
-    """loss_history rows with runs.tsv's ``converged`` status of their run (fully labelled runs)."""
+    """loss_history rows with runs.tsv's ``converged`` and ``learned`` status of their run (fully
+    labelled runs)."""
     h = history.copy()
     if "label_missing" in h.columns:
         h = h[h["label_missing"].fillna(0) == 0]
     keys = ["dataset", "method", "setting", "seed"]
-    if is_empty(runs) or "converged" not in runs.columns:
-        h["converged"] = "not assessable"
-        return h
-    r = runs[keys + ["converged"]].drop_duplicates(keys)
-    h = h.merge(r, on=keys, how="left")
-    h["converged"] = h["converged"].fillna("not assessable")
+    status = [c for c in ("converged", "learned") if not is_empty(runs) and c in runs.columns]
+    if status:
+        h = h.merge(runs[keys + status].drop_duplicates(keys), on=keys, how="left")
+    for c in ("converged", "learned"):
+        h[c] = h[c].fillna("not assessable") if c in h.columns else "not assessable"
     return h
 
 
 def fig_convergence(loss_history: pd.DataFrame, runs: pd.DataFrame | None = None):
     """The reconstruction loss per epoch of every trained run (fully labelled), one panel per
     method and dataset, one line per setting x seed, red where the run is flagged "not
-    converged" (still falling by more than 1 % between the last two tenths of its epochs)."""
+    converged" (its last tenth of epochs still gained more than 4 % of its total improvement, or
+    it is too short to judge; metrics/convergence.py); each panel counts those and the runs that
+    did not learn."""
     if is_empty(loss_history):
         return None
     h = loss_history[loss_history["reconstruction"].astype(str).str.lower() == "true"]
@@ -66,10 +68,12 @@ def fig_convergence(loss_history: pd.DataFrame, runs: pd.DataFrame | None = None
     h["status"] = "ok"
     h = pd.concat([h, failed_run_rows(h, runs)], ignore_index=True)
     flagged = h[h["converged"] == "no"].groupby(["dataset", "method"])["run"].nunique()
+    untrained = h[h["learned"] == "no"].groupby(["dataset", "method"])["run"].nunique()
     totals = h[h["status"] == "ok"].groupby(["dataset", "method"])["run"].nunique()
     n_failed = h[h["status"] == "failed"].groupby(["dataset", "method"])["run"].nunique()
     h["panel"] = [f"{m} · {d}" + "".join(
         f"\n{counts[(d, m)]} {what}" for counts, what in ((flagged, f"of {totals.get((d, m), 0)} not converged"),
+                                                          (untrained, "did not learn"),
                                                           (n_failed, "failed run(s) ×")) if (d, m) in counts.index)
         for d, m in zip(h["dataset"], h["method"])]
     h["panel"] = pd.Categorical(h["panel"], categories=sorted(h["panel"].unique()))
@@ -80,7 +84,7 @@ def fig_convergence(loss_history: pd.DataFrame, runs: pd.DataFrame | None = None
          + facet_wrap("~panel", scales="free", ncol=min(n_panels, MAX_COLUMNS))
          + scale_color_manual(values=CONVERGENCE_COLOURS, drop=False)
          + labs(x="epoch", y="reconstruction loss (epoch mean)", color="converged",
-                title="Reconstruction loss of every trained run (red: still falling > 1 % at the end)")
+                title="Reconstruction loss of every trained run (red: still falling at the end, or too short)")
          + theme_bw()
          + theme(figure_size=wrap_size(n_panels), strip_text=element_text(size=7),
                  axis_text=element_text(size=6), legend_position="bottom"))
@@ -99,6 +103,7 @@ def failed_run_rows(history: pd.DataFrame, runs: pd.DataFrame | None) -> pd.Data
     r = r.loc[np.array([(d, m) in trained for d, m in zip(r["dataset"], r["method"])], dtype=bool)]
     return pd.DataFrame({"dataset": r["dataset"], "method": r["method"], "setting": r["setting"],
                          "seed": r["seed"], "epoch": np.nan, "value": np.nan, "converged": "not assessable",
+                         "learned": "not assessable",
                          "status": "failed", "run": r["setting"].astype(str) + " seed " + r["seed"].astype(str)})
 
 

@@ -45,8 +45,8 @@ REQUIRED_COLUMNS: dict[str, list[str]] = {
 
 # identifiers are always strings (a setting slug "1" must not become the number 1)
 STRING_COLUMNS = ["dataset", "method", "setting", "base_setting", "best_setting", "status", "error", "device",
-                  "metric", "metric_type", "representative_run", "run_path", "converged", "latent_scale_flag", "term",
-                  "setting_a", "setting_b", "values_a", "values_b"]
+                  "metric", "metric_type", "representative_run", "run_path", "converged", "learned",
+                  "latent_scale_flag", "term", "setting_a", "setting_b", "values_a", "values_b"]
 # in the umap table batch and label are categories; elsewhere "batch" is the batch score
 UMAP_STRING_COLUMNS = ["batch", "label", "cell"]
 

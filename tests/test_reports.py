@@ -184,8 +184,11 @@ def make_training(runs: pd.DataFrame) -> pd.DataFrame:
     runs["converged"] = np.where(runs["status"] == "failed", "run failed", np.where(trained, "yes", "not trained"))
     flag = [tuple(x) == NOT_CONVERGED for x in runs[["dataset", "method", "setting", "seed"]].itertuples(index=False)]
     runs.loc[flag, "converged"] = "no"
-    runs["recon_rel_change"] = np.where(flag, -0.034, np.where(trained, 0.0, np.nan))
-    runs["convergence_note"] = np.where(flag, "reconstruction still fell 3.4% over the last 10%", "")
+    runs["learned"] = np.where(runs["status"] == "failed", "run failed", np.where(trained, "yes", "not trained"))
+    runs["late_share"] = np.where(flag, 0.34, np.where(trained, 0.0, np.nan))
+    runs["improvement_snr"] = np.where(trained, 250.0, np.nan)
+    runs["convergence_note"] = np.where(flag, "reconstruction: still gained 34% of its improvement in the last 2 epochs",
+                                        "")
     stretched = [tuple(x) == STRETCHED for x in runs[["dataset", "method", "setting", "seed"]].itertuples(index=False)]
     assessed = trained & (runs["status"] == "ok")  # latent_scale.assess: an embedding from a trained run
     runs["latent_sd_max"] = np.where(stretched, 9.5, np.where(assessed, 1.2, np.nan))
@@ -642,8 +645,8 @@ def test_html_embeds_figures_tables_failed_runs_config(rendered):
 def test_html_says_what_to_trust_at_the_top(rendered):
     page = (rendered / "report.html").read_text()
     study = page[page.index('<section id="study">'):page.index('<section id="datasets">')]
-    assert "1 of" in study and "trained runs are not converged" in study and "3.4%" in study
-    assert "not converged</b> when its reconstruction loss" in study  # the rule is stated
+    assert "1 of" in study and "trained runs are not converged" in study and "34%" in study
+    assert "<b>not converged</b> when its last window still gained" in study  # the rule is stated
     assert "1 of" in study and "trained runs have a stretched latent space</b> (cvae)" in study
     assert "<td>kl_weight-1.5</td><td>1</td><td>0</td><td>9.5</td><td>63.3</td><td>2.8</td>" in study  # the run
     assert "stretched</b> when its largest" in study and "latent_scale_flag" in study  # the rule and columns
