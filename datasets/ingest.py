@@ -56,10 +56,12 @@ def get_counts(adata: ad.AnnData, counts: str, dataset: str):
 
 
 def as_csr(matrix) -> sp.csr_matrix:
-    """A CSR copy of a dense or sparse matrix (float matrices keep their dtype)."""
+    """A CSR copy of a dense or sparse matrix (float matrices keep their dtype, except float16,
+    which scipy.sparse cannot hold: it becomes float32, every value unchanged)."""
     if sp.issparse(matrix):
         return sp.csr_matrix(matrix, copy=True)
-    return sp.csr_matrix(np.asarray(matrix))
+    dense = np.asarray(matrix)
+    return sp.csr_matrix(dense.astype(np.float32) if dense.dtype == np.float16 else dense)
 
 
 def check_values(matrix: sp.csr_matrix, dataset: str, counts: str, counts_integer: bool | None) -> bool:
