@@ -24,7 +24,6 @@ from guards.cli import guarded, written_paths
 from guards.study_config import PlanError
 from guards.yaml_files import DuplicateKeyError, load_unique
 
-
 # --- the output folder -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("out", "needle"), [
