@@ -59,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --params is not valid JSON ({exc})", file=sys.stderr)
         return 2
     if args.external:
-        registry.register(args.method, registry.MethodSpec(**json.loads(args.external)))
+        try:
+            registry.register(args.method, registry.MethodSpec(**json.loads(args.external)))
+        except (json.JSONDecodeError, TypeError) as exc:
+            print(f"error: --external is not a method spec as JSON ({exc})", file=sys.stderr)
+            return 2
     from methods.attempts import RETRY_EXIT_CODE, RetryRun
     from methods.runner import DataFileError, OutputFolderError
     from methods.runner import run as run_one

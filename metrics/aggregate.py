@@ -213,7 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.command == "tables":
-        selection = json.loads(args.selection)
+        try:
+            selection = json.loads(args.selection)
+        except json.JSONDecodeError as exc:
+            raise SystemExit(f"error: --selection is not valid JSON ({exc})") from None
         try:
             check_selection(selection)
         except ValueError as exc:

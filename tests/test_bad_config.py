@@ -386,3 +386,15 @@ def test_study_with_a_space_and_an_accent_in_out_writes_only_there(tmp_path):
     runs = (out / "tables" / "runs.tsv").read_text()
     assert runs.count("\tok\t") == 2, runs
     assert json.loads((out / "config_used.json").read_text())["out"] == str(out)
+
+
+def test_malformed_json_arguments_are_one_line(capsys, tmp_path):
+    from methods.__main__ import main as methods_main
+    from metrics.aggregate import main as aggregate_main
+
+    code = methods_main(["run", "--data", "x.h5ad", "--out", str(tmp_path / "run.h5ad"), "--method", "mine",
+                         "--external", "{bad"])
+    assert code == 2 and capsys.readouterr().err.startswith("error: --external is not a method spec as JSON")
+    with pytest.raises(SystemExit, match="error: --selection is not valid JSON"):
+        aggregate_main(["tables", "--metrics", "m.json", "--tables", str(tmp_path), "--selection", "not json"])
+    assert list(tmp_path.iterdir()) == []
