@@ -52,6 +52,9 @@ def read_h5ad(path: str):
 
     from datasets.ingest import DataError
 
+    if Path(path).is_symlink() and not Path(path).exists():
+        raise DataError(f"input file '{path}' is a symbolic link that leads nowhere (a loop, or its target is "
+                        "gone): point it to the real file")
     if not Path(path).is_file():
         raise DataError(f"input file '{path}' does not exist")
     try:
@@ -131,13 +134,21 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
 def cmd_subsample(args: argparse.Namespace) -> None:
     from datasets import write_h5ad_atomic
     from datasets.failure import failed_dataset, write_failed_dataset
+    from datasets.ingest import DataError
     from datasets.preprocess import subsample
 
     failed = failed_dataset(args.data) if Path(args.data).is_file() else None
     if failed:  # the scaling runs of a failed dataset are recorded as failed, like its other runs
         write_failed_dataset(args.out, failed["name"], failed["stage"], failed["error"])
         return
-    write_h5ad_atomic(subsample(read_h5ad(args.data), args.n, args.seed), args.out)
+    data = read_h5ad(args.data)
+    try:
+        sample = subsample(data, args.n, args.seed)
+    except DataError as err:  # a size the data cannot give: its scaling runs fail, the study goes on
+        write_failed_dataset(args.out, Path(args.data).stem, "subsample", str(err))
+        print(f"error: {err}; recorded in {args.out}: its scaling runs are recorded as failed", file=sys.stderr)
+        return
+    write_h5ad_atomic(sample, args.out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,4 +231,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from guards.cli import guarded
+
+    sys.exit(guarded("python -m datasets", main))

@@ -64,8 +64,8 @@ def get_counts(adata: ad.AnnData, counts: str, dataset: str):
 
 
 def as_csr(matrix) -> sp.csr_matrix:
-    """A CSR copy of a dense or sparse matrix (float matrices keep their dtype; float16, which
-    scipy.sparse cannot hold, becomes float32)."""
+    """A CSR copy of a dense or sparse matrix (float matrices keep their dtype, except float16,
+    which scipy.sparse cannot hold: it becomes float32, every value unchanged)."""
     if sp.issparse(matrix):
         return sp.csr_matrix(matrix, copy=True)
     dense = np.asarray(matrix)

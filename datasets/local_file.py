@@ -53,7 +53,11 @@ def file_entry(name: str, section: dict[str, Any], base_dir: Path, origin: str) 
     """The registry entry of ``datasets.<name>.file``; ``origin`` says where relative paths start
     (for messages). Raises ``LocalFileError`` for a missing path or an unknown format."""
     where = f"datasets.{name}.file"
-    path = resolve_path(section["path"], base_dir)
+    try:
+        path = resolve_path(section["path"], base_dir)
+    except (RuntimeError, OSError) as exc:  # Python raises RuntimeError for a symbolic link loop
+        raise LocalFileError(f"{where}.path: {section['path']} cannot be followed ({exc}): point the link to the "
+                             "real file") from None
     if not path.exists():
         raise LocalFileError(f"{where}.path: {path} does not exist (a relative path is relative to {origin})")
     if section.get("label_key") is not None and section.get("label_key") == section.get("batch_key"):
@@ -63,6 +67,11 @@ def file_entry(name: str, section: dict[str, Any], base_dir: Path, origin: str) 
     if fmt is None:
         raise LocalFileError(f"{where}.path: cannot tell the format of {path} from its name; "
                              f"set {where}.format: one of {FORMATS}")
+    actual = hdf5_kind(path)
+    if fmt in ("h5ad", "10x_h5") and actual not in (None, fmt):
+        raise LocalFileError(f"{where}.path: {path} is read as {fmt}, but it holds {actual} (its HDF5 groups say so): "
+                             f"give it the ending {'.h5ad' if actual == 'h5ad' else '.h5'} or set {where}.format: "
+                             f"{actual}")
     if (fmt == "10x_mtx") != path.is_dir():
         kind = "a folder" if path.is_dir() else "a file"
         raise LocalFileError(f"{where}.format: '{fmt}' does not fit {path}, which is {kind} "
@@ -75,6 +84,22 @@ def file_entry(name: str, section: dict[str, Any], base_dir: Path, origin: str) 
         "notes": "", "path": str(path), "genome": section.get("genome"),
     }
     return validate_entry(name, entry, where=f"config {where}")
+
+
+def hdf5_kind(path: Path) -> str | None:
+    """``h5ad`` (top-level obs and var) or ``10x_h5`` (a matrix group) for an HDF5 file, else None
+    (not HDF5, or neither): a file's name may say otherwise (an h5ad saved as .h5)."""
+    if not path.is_file():
+        return None
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            if "matrix" in f:
+                return "10x_h5"
+            return "h5ad" if "obs" in f and "var" in f else None
+    except (ImportError, OSError):
+        return None
 
 
 def source_id(entry: dict) -> str:

@@ -117,7 +117,8 @@ def subsample(adata: ad.AnnData, n: int, seed: int, batch_key: str = "batch") ->
     provenance = adata.uns.get("dataset")
     name = provenance.get("name", "?") if isinstance(provenance, dict) else "?"
     if n < 1 or n > adata.n_obs:
-        raise DataError(f"dataset '{name}': cannot subsample {n} cells from {adata.n_obs}")
+        raise DataError(f"dataset '{name}': cannot subsample {n} cells from {adata.n_obs} (its cells after QC): use "
+                        f"scaling sizes from 1 to {adata.n_obs}")
     if batch_key not in adata.obs.columns:
         raise DataError(f"dataset '{name}': obs has no column '{batch_key}' to stratify the subsample by")
     rng = np.random.default_rng(seed)

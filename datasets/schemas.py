@@ -120,6 +120,10 @@ def _problem(error: jsonschema.ValidationError, root: dict, noun: str) -> tuple[
         names = here.get("propertyNames", {})
         described = names.get("x-expected") or names.get("description", "")
         return path + [error.instance], f"the name must be {described}" if described else error.message
+    if error.validator == "uniqueItems" and isinstance(error.instance, list):
+        seen: list = []
+        repeated = next((v for v in error.instance if v in seen or seen.append(v)), None)
+        return path, f"{_shown(repeated)} is given twice: list each value once"
     expected = here.get("x-expected") or (here.get("description") if id(here) in _describing_nodes() else None)
     if expected and error.validator in ("type", "pattern", "enum", "const", "minimum", "maximum",
                                         "exclusiveMinimum", "exclusiveMaximum", "minLength", "minItems",

@@ -7,6 +7,21 @@ import json
 import sys
 
 from methods import registry
+from methods.attempts import MIN_MEM_LIMIT_MB
+
+
+def memory_limit(text: str) -> int:
+    """``--max-mem-mb``: a whole number of MB the run can start under (one argparse line otherwise;
+    a limit below what the process already holds failed with "failed to map segment")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of MB, got '{text}'") from None
+    if value < MIN_MEM_LIMIT_MB:
+        raise argparse.ArgumentTypeError(
+            f"{value} MB is below the {MIN_MEM_LIMIT_MB} MB a run needs before its method starts; give at "
+            f"least {MIN_MEM_LIMIT_MB} (config key max_mem_mb)")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--device", default="auto")
     run.add_argument("--threads", type=int, default=1)
     run.add_argument("--label-missing", type=float, default=0.0)
-    run.add_argument("--max-mem-mb", type=int, default=None)
+    run.add_argument("--max-mem-mb", type=memory_limit, default=None, help="memory limit of the run (MB)")
     run.add_argument("--strict", action="store_true", help="exit non-zero when the run fails")
     run.add_argument("--attempt", type=int, default=1, help="Snakemake's attempt number of this job")
     run.add_argument("--attempts", type=int, default=1,
@@ -47,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --params is not valid JSON ({exc})", file=sys.stderr)
         return 2
     if args.external:
-        registry.register(args.method, registry.MethodSpec(**json.loads(args.external)))
+        try:
+            registry.register(args.method, registry.MethodSpec(**json.loads(args.external)))
+        except (json.JSONDecodeError, TypeError) as exc:
+            print(f"error: --external is not a method spec as JSON ({exc})", file=sys.stderr)
+            return 2
     from methods.attempts import RETRY_EXIT_CODE, RetryRun
     from methods.runner import DataFileError, OutputFolderError
     from methods.runner import run as run_one
@@ -71,4 +90,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from guards.cli import guarded
+
+    sys.exit(guarded("python -m methods", main))

@@ -21,6 +21,9 @@ import subprocess
 RETRY_EXIT_CODE = 75  # EX_TEMPFAIL: "try again", for the log reader
 OOM_ERROR_PREFIX = "out of memory"
 TIME_ERROR_PREFIX = "time limit"
+# the smallest memory limit a run can start under: the runner's process with numpy, anndata and
+# h5py (torch for the deep models) already holds several hundred MB before the method begins
+MIN_MEM_LIMIT_MB = 1000
 _SLURM_DURATION = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)$")
 
 

@@ -130,8 +130,26 @@ def get(name: str) -> MethodSpec:
         raise KeyError(f"unknown method '{name}'; known: {', '.join(sorted(METHODS))}") from None
 
 
+def value_problem(default: Any, value: Any) -> str | None:
+    """Why ``value`` cannot stand for a parameter whose default is ``default``, else None: a number
+    for a number, true/false for a flag, a list for a list (a parameter that defaults to null, or
+    to a name, takes what its method documents). ``theta: "abc"`` failed inside the method with
+    a message that named no parameter."""
+    if value is None or default is None or isinstance(default, str):
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else f"{value!r} is not true or false"
+    if isinstance(default, (int, float)):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else f"{value!r} is not a number (default {default!r})"
+    if isinstance(default, (list, tuple)):
+        return None if isinstance(value, (list, tuple)) else f"{value!r} is not a list (default {default!r})"
+    return None
+
+
 def merge_params(name: str, params: dict[str, Any] | None) -> dict[str, Any]:
-    """Registry defaults updated with ``params``; unknown keys are an error naming them."""
+    """Registry defaults updated with ``params``; unknown keys and values of the wrong kind are
+    errors naming them."""
     spec = get(name)
     params = dict(params or {})
     unknown = sorted(set(params) - set(spec.defaults))
@@ -140,6 +158,10 @@ def merge_params(name: str, params: dict[str, Any] | None) -> dict[str, Any]:
             f"method '{name}' has no parameter(s) {', '.join(unknown)}; "
             f"known: {', '.join(sorted(spec.defaults)) or '(none)'}"
         )
+    for key, value in params.items():
+        problem = value_problem(spec.defaults[key], value)
+        if problem:
+            raise ValueError(f"method '{name}' parameter {key}: {problem}")
     return {**spec.defaults, **params}
 
 

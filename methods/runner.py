@@ -77,17 +77,26 @@ def git_commit() -> str:
 
 
 def resolve_device(device: str, gpu_method: bool) -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU and the method can use it, else ``cpu``."""
-    if device != "auto":
-        return device
+    """The device the run uses (the run record's ``device``): ``cpu`` for a method that never uses
+    a GPU whatever was asked; ``auto`` -> ``cuda`` when torch sees a GPU; ``cuda`` without a GPU
+    is a ``ValueError`` saying what to do (torch's own error named no setting)."""
     if not gpu_method:
         return "cpu"
+    if device == "cuda" and not _cuda_available():
+        raise ValueError("device 'cuda' was asked for, but torch sees no GPU on this machine: use device: auto "
+                         "(the GPU when there is one) or cpu")
+    if device != "auto":
+        return device
+    return "cuda" if _cuda_available() else "cpu"
+
+
+def _cuda_available() -> bool:
     try:
         import torch
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return torch.cuda.is_available()
     except ImportError:
-        return "cpu"
+        return False
 
 
 def seed_everything(seed: int) -> None:

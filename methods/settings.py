@@ -62,6 +62,13 @@ def expand_settings(method: str, section: dict[str, Any] | None) -> list[tuple[s
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where}.grid.{key}: expected a non-empty list of values, got {values!r}")
+    given = [(f"params.{k}", v) for k, v in fixed.items()]
+    given += [(f"grid.{k}", v) for k, values in grid.items() for v in values]
+    given += [(f"settings[{i}].{k}", v) for i, s in enumerate(explicit) for k, v in s.items()]
+    for key, value in given:
+        problem = registry.value_problem(spec.defaults[key.rsplit(".", 1)[1]], value)
+        if problem:
+            raise ConfigError(f"{where}.{key}: {problem}")
     out: list[tuple[str, dict[str, Any]]] = []
     keys = sorted(grid)
     for combo in itertools.product(*(grid[k] for k in keys)):

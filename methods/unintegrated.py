@@ -1,6 +1,12 @@
-"""Unintegrated control: PCA of the log-normalized HVGs (the preprocessed ``X_pca``)."""
+"""Unintegrated control: PCA of the log-normalized HVGs (the preprocessed ``X_pca``).
+
+The run record's ``extra.n_comps`` is the number of components used: fewer than ``n_comps``
+when the data have fewer than ``n_comps`` + 1 cells or genes.
+"""
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
@@ -17,4 +23,7 @@ def integrate(adata, *, batch_key, label_key, params, seed, device) -> Integrati
         import scanpy as sc
 
         emb = sc.pp.pca(adata.X, n_comps=min(n_comps, min(adata.shape) - 1), random_state=seed)
-    return IntegrationResult(embedding=emb)
+    if emb.shape[1] < n_comps:  # a PCA has at most min(cells, genes) - 1 components
+        print(f"warning: unintegrated: n_comps {n_comps} asked, {emb.shape[1]} used (cells x genes "
+              f"{adata.n_obs} x {adata.n_vars})", file=sys.stderr)
+    return IntegrationResult(embedding=emb, extra={"n_comps": int(emb.shape[1])})

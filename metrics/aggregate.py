@@ -36,8 +36,11 @@ def write_table(df: pd.DataFrame, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    df.to_csv(tmp, sep="\t", index=False, compression="gzip" if path.suffix == ".gz" else None)
-    os.replace(tmp, path)
+    try:
+        df.to_csv(tmp, sep="\t", index=False, compression="gzip" if path.suffix == ".gz" else None)
+        os.replace(tmp, path)
+    finally:  # a full disk leaves no half-written temporary
+        tmp.unlink(missing_ok=True)
 
 
 def read_run_record(path: str | Path) -> dict:
@@ -221,7 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.command == "tables":
-        selection = json.loads(args.selection)
+        try:
+            selection = json.loads(args.selection)
+        except json.JSONDecodeError as exc:
+            raise SystemExit(f"error: --selection is not valid JSON ({exc})") from None
         try:
             check_selection(selection)
         except ValueError as exc:
@@ -239,4 +245,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from guards.cli import guarded
+
+    sys.exit(guarded("python -m metrics.aggregate", main, outputs=("--tables", "--out")))

@@ -187,4 +187,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from guards.cli import guarded
+
+    sys.exit(guarded("python -m metrics.batch_strength", main))

@@ -42,6 +42,10 @@ class DataCache:
                     raise KeyError(f"data file {self.path}: obs has no column {key!r}")
             if "X_pca" not in adata.obsm:
                 raise KeyError(f"data file {self.path}: obsm has no 'X_pca' (the unintegrated embedding)")
+            k = int(self.opts["n_neighbors"])
+            if adata.n_obs <= k:  # the kNN graph would silently hold fewer neighbours than configured
+                raise ValueError(f"data file {self.path} has {adata.n_obs} cells, not more than metrics.n_neighbors "
+                                 f"({k}): lower metrics.n_neighbors (at least 50) or use a dataset with more cells")
             self._adata = adata
         return self._adata
 

@@ -2,6 +2,7 @@
 
 import sys
 
+from guards.cli import guarded
 from reports.cli import main
 
-sys.exit(main())
+sys.exit(guarded("python -m reports", main))

@@ -152,7 +152,7 @@ def test_a_config_in_another_folder_runs_in_another_working_directory(tmp_path):
 
 def test_scaling_only_dataset_is_subsampled_but_not_scored(tmp_path):
     def scaling_only(cfg):
-        cfg["datasets"]["sim_large"] = {"simulate": {"scenario": "baseline", "seed": 3, "n_cells": 3000,
+        cfg["datasets"]["sim_large"] = {"simulate": {"scenario": "baseline", "seed": 3, "n_cells": 30000,
                                                      "n_genes": 1500}, "methods": []}
         cfg["scaling"].update(dataset="sim_large", sizes=[300, 3000], method_sizes={"unintegrated": [300, 3000, 30000]})
 

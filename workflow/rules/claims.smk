@@ -15,8 +15,8 @@ rule batch_strength:
     conda:
         "../../envs/metrics.yaml"
     shell:
-        "python -m metrics.batch_strength --data {input} --dataset {wildcards.dataset} "
-        "--out {output} > {log} 2>&1"
+        "python -m metrics.batch_strength --data {input:q} --dataset {wildcards.dataset} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 rule batch_strength_table:
@@ -33,7 +33,7 @@ rule batch_strength_table:
     conda:
         "../../envs/metrics.yaml"
     shell:
-        "python -m metrics.batch_strength combine --inputs {input} --out {output} > {log} 2>&1"
+        "python -m metrics.batch_strength combine --inputs {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule claims:
@@ -54,4 +54,4 @@ rule claims:
     params:
         tables=lambda wildcards, input: os.path.dirname(input.scores),
     shell:
-        "python -m metrics.claims --tables {params.tables} > {log} 2>&1"
+        "python -m metrics.claims --tables {params.tables:q} > {log:q} 2>&1"

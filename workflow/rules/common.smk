@@ -17,6 +17,8 @@ REPO = Path(workflow.basedir).parent
 sys.path.insert(0, str(REPO))
 
 from datasets.schemas import dotted, first_problem  # noqa: E402
+from guards import study_config  # noqa: E402
+from guards.yaml_files import DuplicateKeyError, load_unique  # noqa: E402
 from datasets.study_files import damaged_data_files, unwritable_message  # noqa: E402
 from methods import job_resources, registry  # noqa: E402
 from methods.external import ExternalMethodError, external_spec  # noqa: E402
@@ -51,11 +53,40 @@ def config_folder(keys):
     return folder, f"{folder}, the folder of the config file"
 
 
+def _check_config_files():
+    """Snakemake keeps the last of two equal keys in a config file: a repeated key (a second
+    `harmony:`) silently dropped the first one's grid. Re-read each file, refusing repeats.
+    """
+    for path in workflow.configfiles:
+        try:
+            load_unique(path)
+        except DuplicateKeyError as exc:
+            _config_error(str(exc))
+        except (OSError, yaml.YAMLError):
+            pass  # Snakemake read it (as JSON or YAML) and reports its own problems
+
+
+def _checked(check, *args):
+    try:
+        return check(*args)
+    except study_config.PlanError as exc:
+        _config_error(str(exc))
+
+
 def _validate_config(cfg):
     found = first_problem("config", cfg)
     if found:
         _config_error(f"{dotted(found[0]) or '(top level)'}: {found[1]}")
     validate(cfg, schema=str(SCHEMA))  # fills schema defaults
+    # the folder the rules write to, with ~ expanded (config_used.json records it)
+    cfg["out"] = _checked(study_config.check_out, cfg["out"])
+    _checked(study_config.check_metrics, cfg["metrics"])
+    _checked(
+        study_config.check_device,
+        cfg["device"],
+        workflow.local_exec,
+        job_resources.local_gpu(),
+    )
     for name, ds in cfg["datasets"].items():
         for m in ds.get("methods", []):
             if m not in cfg["methods"]:
@@ -131,8 +162,9 @@ def _file_entries(cfg, lock):
     return entries
 
 
+_check_config_files()
 _validate_config(config)
-OUT = config["out"].rstrip("/")
+OUT = config["out"]
 # Relative registry and lock paths belong to the workflow's repo (as the registry always did),
 # not to the working directory: --directory elsewhere must find the same files.
 REGISTRY_FILE = str(REPO / config["registry"])
@@ -334,7 +366,7 @@ def preprocess_args(wildcards):
     args = [
         f"--name {wildcards.dataset}",
         f"--batch-key {shlex.quote(keys['batch_key'])}",
-        f"--counts {keys['counts'] or 'X'}",
+        f"--counts {shlex.quote(keys['counts'] or 'X')}",
         f"--n-hvg {pp.get('n_hvg', 2000)} --min-genes {pp.get('min_genes', 200)} --min-cells {pp.get('min_cells', 3)}",
         f"--duplicate-cells {pp.get('duplicate_cells', 'error')} {RECORD_FAILURE_FLAG}",
     ]
@@ -370,8 +402,8 @@ METRIC_OPTIONS = {
     "n_neighbors": config["metrics"]["n_neighbors"],
 }
 METRICS_SHELL = (
-    "BENCH_CACHE_DIR={params.cache} python -m metrics score --data {input.data} "
-    "--runs {input.runs} --out {output} --options {params.options} > {log} 2>&1"
+    "BENCH_CACHE_DIR={params.cache:q} python -m metrics score --data {input.data:q} "
+    "--runs {input.runs:q} --out {output:q} --options {params.options} > {log:q} 2>&1"
 )
 
 

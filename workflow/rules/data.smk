@@ -19,8 +19,8 @@ rule simulate:
         args=simulate_args,
     shell:
         # the line on cells kept is also shown on the console when it is a warning
-        "python -m datasets simulate {params.args} --out {output} > {log} 2>&1; "
-        "(grep -h '^warning: ' {log} || true) >&2"
+        "python -m datasets simulate {params.args} --out {output:q} > {log:q} 2>&1; "
+        "(grep -h '^warning: ' {log:q} || true) >&2"
 
 
 rule download:
@@ -42,8 +42,8 @@ rule download:
         lock=LOCK,
         record=RECORD_FAILURE_FLAG,
     shell:
-        "python -m datasets download --name {params.name} --registry {params.registry} "
-        "--lock {params.lock} --out {output} {params.record} > {log} 2>&1"
+        "python -m datasets download --name {params.name:q} --registry {params.registry:q} "
+        "--lock {params.lock:q} --out {output:q} {params.record} > {log:q} 2>&1"
 
 
 rule preprocess:
@@ -64,4 +64,4 @@ rule preprocess:
         source=preprocess_source,
         args=preprocess_args,
     shell:
-        "python -m datasets preprocess {params.source} --out {output} {params.args} > {log} 2>&1"
+        "python -m datasets preprocess {params.source} --out {output:q} {params.args} > {log:q} 2>&1"

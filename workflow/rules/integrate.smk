@@ -34,9 +34,9 @@ rule integrate:
         cache=f"{OUT}/cache",
         external=external_flag,
     shell:
-        "BENCH_CACHE_DIR={params.cache} python -m methods run --data {input.data} --out {output.run} "
+        "BENCH_CACHE_DIR={params.cache:q} python -m methods run --data {input.data:q} --out {output.run:q} "
         "--method {wildcards.method} --setting {wildcards.setting} --params {params.json} "
         "--seed {wildcards.seed} --device {params.device} --threads {threads} "
         "--label-missing {params.label_missing} {params.strict} {params.max_mem} "
         + RUN_JOB_FLAGS
-        + " {params.external} > {log} 2>&1"
+        + " {params.external} > {log:q} 2>&1"

@@ -41,6 +41,59 @@ def dataset_genes(dataset):
     return pp.get("n_hvg", 2000)
 
 
+def known_size(dataset):
+    """(cells, genes, where the cells are counted) of a dataset before its jobs run: from its
+    preprocessed file when an earlier run made it, else upper bounds from the plan (cells
+    before QC, genes at most n_hvg); cells None when unknown."""
+    path = f"{OUT}/data/{dataset}.h5ad"
+    size = job_resources.h5ad_size(path)
+    if size and size[0]:  # a failed-dataset record has no cells: fall back to the plan
+        return size[0], size[1], path
+    ds = config["datasets"][dataset]
+    genes = dataset_genes(dataset)
+    if "simulate" in ds:
+        genes = min(genes, ds["simulate"].get("n_genes", 10000))
+        return dataset_cells(dataset), genes, f"datasets.{dataset}.simulate.n_cells"
+    if "file" in ds:
+        raw = job_resources.h5ad_size(ds["file"]["path"])
+        genes = min(genes, raw[1]) if raw else genes
+        return dataset_cells(dataset), genes, f"the header of {ds['file']['path']}"
+    return dataset_cells(dataset), genes, f"registry entry {ds['registry']}"
+
+
+def check_plan_sizes():
+    """Config values that the data's size rules out, refused before any job runs: scoring
+    neighbours, a setting's PCA components, scaling subsample sizes."""
+    for dataset in config["datasets"]:
+        cells, genes, source = known_size(dataset)
+        if dataset_methods(dataset):
+            _checked(
+                study_config.check_neighbors,
+                config["metrics"]["n_neighbors"],
+                dataset,
+                cells,
+                source,
+            )
+        for method in dataset_methods(dataset):
+            for setting, params, _ in SETTINGS[method]:
+                _checked(
+                    study_config.check_components,
+                    method,
+                    setting,
+                    params,
+                    dataset,
+                    cells,
+                    genes,
+                    source,
+                )
+    if SCALING:
+        cells, _, source = known_size(SCALING["dataset"])
+        sizes = {"": SCALING["sizes"], **SCALING.get("method_sizes", {})}
+        _checked(
+            study_config.check_scaling_sizes, sizes, SCALING["dataset"], cells, source
+        )
+
+
 UNKNOWN_CELLS = 500_000  # plan-time guess for a dataset of unknown size (atlas scale)
 
 
@@ -180,3 +233,6 @@ def report_failed_runs(finished):
 
     for line in summary_lines(OUT, finished):
         logger.info(line)
+
+
+check_plan_sizes()

@@ -76,5 +76,5 @@ rule aggregate:
             )
         ),
     shell:
-        "python -m metrics.aggregate tables --metrics {input.metrics} "
-        "--tables {params.tables} --selection {params.selection} > {log} 2>&1"
+        "python -m metrics.aggregate tables --metrics {input.metrics:q} "
+        "--tables {params.tables:q} --selection {params.selection} > {log:q} 2>&1"

@@ -12,7 +12,7 @@ rule config_used:
     params:
         text=shlex.quote(json.dumps(config, sort_keys=True, indent=1, default=str)),
     shell:
-        "(printf '%s\\n' {params.text} > {output}.tmp && mv {output}.tmp {output}) > {log} 2>&1"
+        "(printf '%s\\n' {params.text} > {output:q}.tmp && mv {output:q}.tmp {output:q}) > {log:q} 2>&1"
 
 
 rule report:
@@ -42,9 +42,9 @@ rule report:
         invocations=f"{OUT}/logs/invocations.log",
         umap_max=config["report"]["umap_max_cells"],
     shell:
-        "python -m reports render --tables {params.tables} --out-dir {output.figures} "
-        "--html {output.html} --config {input.config} --invocations {params.invocations} "
-        "--umap-max-cells {params.umap_max} --umap-workers {threads} > {log} 2>&1"
+        "python -m reports render --tables {params.tables:q} --out-dir {output.figures:q} "
+        "--html {output.html:q} --config {input.config:q} --invocations {params.invocations:q} "
+        "--umap-max-cells {params.umap_max} --umap-workers {threads} > {log:q} 2>&1"
 
 
 rule claims_page:

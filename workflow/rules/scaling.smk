@@ -20,8 +20,8 @@ rule subsample:
     params:
         seed=SCALING.get("seed", 0),
     shell:
-        "python -m datasets subsample --data {input} --n {wildcards.n} --seed {params.seed} "
-        "--out {output} > {log} 2>&1"
+        "python -m datasets subsample --data {input:q} --n {wildcards.n} --seed {params.seed} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 rule integrate_scaling:
@@ -53,11 +53,11 @@ rule integrate_scaling:
         cache=f"{OUT}/cache",
         external=external_flag,
     shell:
-        "BENCH_CACHE_DIR={params.cache} python -m methods run --data {input.data} --out {output.run} "
+        "BENCH_CACHE_DIR={params.cache:q} python -m methods run --data {input.data:q} --out {output.run:q} "
         "--method {wildcards.method} --setting default --params {params.json} --seed {params.seed} "
         "--device {params.device} --threads {threads} {params.max_mem} "
         + RUN_JOB_FLAGS
-        + " {params.external} > {log} 2>&1"
+        + " {params.external} > {log:q} 2>&1"
 
 
 rule scaling_table:
@@ -73,5 +73,5 @@ rule scaling_table:
         benchmarks=f"{OUT}/benchmarks/scaling",
         dataset=SCALING.get("dataset", ""),
     shell:
-        "python -m metrics.aggregate scaling --runs {input.runs} --benchmarks-root {params.benchmarks} "
-        "--dataset {params.dataset} --out {output} > {log} 2>&1"
+        "python -m metrics.aggregate scaling --runs {input.runs:q} --benchmarks-root {params.benchmarks:q} "
+        "--dataset {params.dataset:q} --out {output:q} > {log:q} 2>&1"
