@@ -97,6 +97,15 @@ def resolve_sets(selection: dict) -> tuple[list[str], list[str]]:
     return list(bio), list(batch)
 
 
+def legacy_base_setting(setting: str, label_missing: float) -> str:
+    """base_setting of a run file written before run records held it, from the slug's documented
+    form (docs/contracts.md): '<base>__label_missing-<share>', or 'label_missing-<share>' for 'default'."""
+    if not label_missing:
+        return setting
+    suffix = f"label_missing-{float(label_missing):g}"
+    return "default" if setting == suffix else setting.removesuffix(f"__{suffix}")
+
+
 def build_tables(metric_files: list[str], selection: dict) -> dict[str, pd.DataFrame]:
     info = metric_info()
     bio, batch = resolve_sets(selection)
@@ -115,7 +124,7 @@ def build_tables(metric_files: list[str], selection: dict) -> dict[str, pd.DataF
         error = rec.get("error") or m.get("error") or ""
         lm = float(rec.get("label_missing", m.get("label_missing", 0.0)) or 0.0)
         # the runner records the fully labelled setting a hidden-label run was made from
-        base = rec.get("base_setting") or (ident["setting"] if lm == 0 else "")
+        base = rec.get("base_setting") or legacy_base_setting(ident["setting"], lm)
         base_settings[tuple(ident.values())] = base
         runs.append({**ident, "base_setting": base, "label_missing": lm, "status": status, "error": error,
                      "device": rec.get("device"), "epochs": rec.get("epochs"), "wall_s": rec.get("wall_s"),

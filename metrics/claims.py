@@ -295,6 +295,17 @@ class Claim:
     note: str = ""  # said on every row
 
 
+ABSENT = "the study has no "  # how a comparison builder says the claim's methods did not run on a dataset
+
+
+def absent(missing: list[str], of: int = 2) -> str:
+    """Why a comparison of ``of`` methods cannot be built: ABSENT when none of them ran here (the
+    row is then left out), else which one is missing (the row says so)."""
+    if len(missing) == of:
+        return f"{ABSENT}{' and no '.join(missing)} runs on this dataset"
+    return f"no {' and no '.join(missing)} runs on this dataset to compare with"
+
+
 def compare_selected(metric_expect: list[tuple[str, str]], a: str, b: str, select=sysvi_best_setting,
                      optional: tuple[str, ...] = ()):
     """Comparisons of method a's selected setting with method b's, one per (metric, expected);
@@ -302,7 +313,7 @@ def compare_selected(metric_expect: list[tuple[str, str]], a: str, b: str, selec
     def build(study: Study, dataset: str) -> tuple[list[Comparison], str]:
         missing = [m for m in (a, b) if m not in study.methods(dataset)]
         if missing:
-            return [], f"the study has no {' and no '.join(missing)} runs on this dataset"
+            return [], absent(missing)
         sa, sb = select(study, dataset, a), select(study, dataset, b)
         if sa is None or sb is None:
             return [], f"every run of {a if sa is None else b} failed"
@@ -359,7 +370,7 @@ def missing_label_pairs(study: Study, dataset: str) -> tuple[list[Comparison], s
     """scdreamer_sup vs scanvi macro-F1 at each share of hidden labels in [0.2, 0.5]."""
     missing = [m for m in ("scdreamer_sup", "scanvi") if m not in study.methods(dataset)]
     if missing:
-        return [], f"the study has no {' and no '.join(missing)} runs on this dataset"
+        return [], absent(missing, of=2)
     s = study.scores[study.scores["dataset"] == dataset]
     shares = sorted(x for x in s["label_missing"].dropna().unique() if 0.2 - 1e-9 <= x <= 0.5 + 1e-9)
     if not shares:
@@ -518,6 +529,8 @@ def evaluate(study: Study) -> tuple[pd.DataFrame, pd.DataFrame]:
             if kind is not None and kind not in claim.kinds:
                 continue  # data that cannot show the claim
             comps, why = claim.comparisons(study, dataset)
+            if not comps and why.startswith(ABSENT):
+                continue  # the claim's methods did not run here: no row (the study chose so)
             for c in comps:
                 c.values_a = study.values(dataset, c.method_a, c.setting_a, c.metric, c.label_missing)
                 c.values_b = study.values(dataset, c.method_b, c.setting_b, c.metric, c.label_missing)
@@ -539,8 +552,8 @@ def evaluate(study: Study) -> tuple[pd.DataFrame, pd.DataFrame]:
                                "quote": claim.quote, "claim": claim.text, "dataset": "",
                                "selection": claim.selection, "rule": claim.rule, "numbers": "",
                                "verdict": NOT_TESTABLE, "evidence": "",
-                               "why": "no dataset of this study can test it: needs "
-                                      + " or ".join(claim.kinds) + (f"; {claim.note}" if claim.note else "")})
+                               "why": "no dataset of this study has both the data (" + " or ".join(claim.kinds)
+                                      + ") and the runs it needs" + (f"; {claim.note}" if claim.note else "")})
     return pd.DataFrame(claim_rows, columns=CLAIM_COLUMNS), pd.DataFrame(test_rows, columns=TEST_COLUMNS)
 
 

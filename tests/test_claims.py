@@ -232,3 +232,17 @@ def test_morans_i_na_everywhere_is_left_out_and_said():
     scores.loc[scores["method"] == "sysvi", "moransi"] = 0.5  # one side only: not testable, not silently dropped
     row = claim_row(cl.evaluate(cl.Study(scores, best_of(scores), SYSTEMS))[0], "sysvi_vs_cvae")
     assert row["verdict"] == cl.NOT_TESTABLE and "moransi value for cvae" in row["why"]
+
+
+def test_rows_only_where_the_claims_methods_ran_and_old_run_files_get_their_base_setting():
+    from metrics.aggregate import legacy_base_setting
+
+    scores = sysvi_vs_cvae()
+    other = pd.DataFrame({"dataset": ["sys2"], "source": ["simulated: systems"]})
+    study = cl.Study(pd.concat([scores, runs("sys2", "harmony", "default", {"ilisi": [0.5]})]), best_of(scores),
+                     pd.concat([SYSTEMS, other]))
+    table = cl.evaluate(study)[0]
+    assert not ((table["dataset"] == "sys2") & (table["claim_id"] == "sysvi_vs_cvae")).any()  # neither ran there
+    assert legacy_base_setting("label_missing-0.5", 0.5) == "default"
+    assert legacy_base_setting("n_latent-10__label_missing-0.2", 0.2) == "n_latent-10"
+    assert legacy_base_setting("n_latent-10", 0.0) == "n_latent-10"
