@@ -160,12 +160,11 @@ def cmd_claims_md(args: argparse.Namespace) -> int:
         if png.exists():
             shutil.copyfile(png, fig_dir / png.name)
             figures.append(f"{fig_dir.name}/{png.name}")
-    wall = wall_since_start(args.invocations)
     header = "\n".join([
         f"# {args.title}", "",
         f"Made by the pipeline: `{args.command}` at commit `{git_commit()}`, "
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, on {platform.machine()} with {os.cpu_count()} cores"
-        + (f", {wall / 60:.0f} min since the workflow started" if wall else "") + ".",
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, on {platform.machine()} with {os.cpu_count()} cores. "
+        "The report (report.html) and tables/ of the same study hold every number and run.",
         "Each row quotes its paper; `selection` names the setting choice, `rule` the test; a verdict needs 3 seeds "
         "per side (two-sided Welch or TOST with margin 0.05, two-stage Benjamini-Hochberg per dataset x metric, "
         "adjusted p < 0.1)."])
@@ -221,7 +220,6 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--figures", required=True, help="the report's figure folder")
     md.add_argument("--out", required=True, help="Markdown file to write; figures go to <stem>_figures/ beside it")
     md.add_argument("--command", default="snakemake -s workflow/Snakefile", help="the command that made the study")
-    md.add_argument("--invocations", help="the workflow's invocations.log: wall-clock since the last start")
     md.add_argument("--title", default="The papers' claims, tested")
     md.set_defaults(func=cmd_claims_md)
     return parser

@@ -64,9 +64,7 @@ rule claims_page:
     params:
         tables=lambda wildcards, input: os.path.dirname(input.claims),
         figures=f"{OUT}/figures",
-        invocations=f"{OUT}/logs/invocations.log",
         command=STUDY_COMMAND,
     shell:
         "python -m reports claims-md --tables {params.tables:q} --figures {params.figures:q} "
-        "--out {output.md:q} --command {params.command:q} --invocations {params.invocations:q} "
-        "> {log:q} 2>&1"
+        "--out {output.md:q} --command {params.command:q} > {log:q} 2>&1"
