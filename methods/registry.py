@@ -161,7 +161,9 @@ def merge_params(name: str, params: dict[str, Any] | None) -> dict[str, Any]:
     for key, value in params.items():
         problem = value_problem(spec.defaults[key], value)
         if problem:
-            raise ValueError(f"method '{name}' parameter {key}: {problem}")
+            from methods.base import ParamError
+
+            raise ParamError(f"method '{name}' parameter {key}: {problem}")
     return {**spec.defaults, **params}
 
 

@@ -218,11 +218,11 @@ def test_deleted_data_and_run_files_are_redone(own_study, tmp_path):
     dates_only = ("--rerun-triggers", "mtime")
     (copy / "out/runs/mine/my_pca/n_comps-20/seed0/run.h5ad").unlink()
     jobs = planned_jobs(snakemake(copy, "-n", *dates_only, timeout=300))
-    assert jobs == {"integrate": 1, "metrics_mine_all": 1, "aggregate": 1, "claims": 1, "report": 1, "all": 1}, jobs
+    assert jobs == {"integrate": 1, "metrics_mine_all": 1, "aggregate": 1, "claims": 1, "report": 1, "claims_page": 1, "all": 1}, jobs
     (copy / "out/data/mine.h5ad").unlink()
     jobs = planned_jobs(snakemake(copy, "-n", *dates_only, timeout=300))
     assert jobs == {"preprocess": 1, "batch_strength": 1, "batch_strength_table": 1, "integrate": 3,
-                    "metrics_mine_all": 1, "aggregate": 1, "claims": 1, "report": 1, "all": 1}, jobs
+                    "metrics_mine_all": 1, "aggregate": 1, "claims": 1, "report": 1, "claims_page": 1, "all": 1}, jobs
 
 
 def planned_jobs(res: subprocess.CompletedProcess) -> dict[str, int]:
