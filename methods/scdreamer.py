@@ -295,6 +295,7 @@ class DreamerTrainer:
         dev = data.x.device
         self.lib_mean = torch.tensor(data.library_mean, device=dev)
         self.lib_var = torch.tensor(data.library_var, device=dev)
+        self.history = LossHistory()
 
     def autoencoder_loss(self, idx: torch.Tensor, history: LossHistory) -> torch.Tensor:
         """L_AE = -ELBO - CE_batch - log BC (+ weighted cell-type CE for scDREAMER-Sup)."""
@@ -404,31 +405,40 @@ class DreamerTrainer:
         self.opt_cls.step()
         history.add("loss_cls", loss)
 
+    def epoch_minibatches(self) -> list[torch.Tensor]:
+        """One epoch's minibatches of trained cells (``epoch_minibatches``)."""
+        return [self.train_idx[mb] for mb in epoch_minibatches(self.train_idx.numel(), self.cfg, self.gen,
+                                                               self.data.x.device)]
+
+    def step(self, idx: torch.Tensor) -> None:
+        """One autoencoder step, then the discriminator and batch-classifier steps (when used)."""
+        loss = self.autoencoder_loss(idx, self.history)
+        self.opt_ae.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_ae.step()
+        if self.opt_dis is not None:
+            self.discriminator_step(idx, self.history)
+        if self.opt_cls is not None:
+            self.classifier_step(idx, self.history)
+
+    def end_epoch(self, epoch: int) -> None:
+        """Held-out reconstruction, then the epoch's one host sync (loss means, NaN guard)."""
+        if self.heldout_idx.numel():
+            self.history.add("reconstruction_validation", self.heldout_reconstruction())
+        check_finite(self.history.end_epoch(), epoch)
+
     def train(self, desc: str) -> tuple[LossHistory, list[float], list[float]]:
         """Run all epochs; returns the loss history and wall and CPU seconds per epoch."""
-        net, cfg, n = self.net, self.cfg, self.train_idx.numel()
-        history = LossHistory()
         epoch_seconds, epoch_cpu_seconds = [], []
-        net.train()
-        for epoch in progress(range(cfg.epochs), desc=desc, total=cfg.epochs):
+        self.net.train()
+        for epoch in progress(range(self.cfg.epochs), desc=desc, total=self.cfg.epochs):
             t0, c0 = time.perf_counter(), time.process_time()
-            for mb in epoch_minibatches(n, cfg, self.gen, self.data.x.device):
-                idx = self.train_idx[mb]
-                loss = self.autoencoder_loss(idx, history)
-                self.opt_ae.zero_grad(set_to_none=True)
-                loss.backward()
-                self.opt_ae.step()
-                if self.opt_dis is not None:
-                    self.discriminator_step(idx, history)
-                if self.opt_cls is not None:
-                    self.classifier_step(idx, history)
-            if self.heldout_idx.numel():
-                history.add("reconstruction_validation", self.heldout_reconstruction())
-            means = history.end_epoch()  # the one host sync per epoch
-            check_finite(means, epoch)
+            for idx in self.epoch_minibatches():
+                self.step(idx)
+            self.end_epoch(epoch)
             epoch_seconds.append(time.perf_counter() - t0)
             epoch_cpu_seconds.append(time.process_time() - c0)
-        return history, epoch_seconds, epoch_cpu_seconds
+        return self.history, epoch_seconds, epoch_cpu_seconds
 
 
 # ----------------------------------------------------------------------------- entry point
