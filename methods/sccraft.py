@@ -303,13 +303,14 @@ class SCCRAFTTrainer:
         for term, value in terms.items():
             self.history.add(term, value)
 
-    def end_epoch(self) -> None:
-        """Held-out reconstruction, then the epoch's one host sync (loss means, NaN guard)."""
+    def end_epoch(self, epoch: int) -> None:
+        """Held-out reconstruction, then the epoch's one host sync (loss means, NaN guard); the next
+        epoch is ``epoch + 1`` (0-based)."""
         if self.heldout_idx is not None and self.heldout_idx.numel():
             self.history.add("reconstruction_validation",
                              heldout_reconstruction(self.vae, self.X, self.batch, self.heldout_idx))
-        check_finite(self.history.end_epoch(), self.epoch)
-        self.epoch += 1
+        check_finite(self.history.end_epoch(), epoch)
+        self.epoch = epoch + 1
 
 
 def train(vae: SCCRAFTVAE, disc: nn.Module, X: torch.Tensor, batch: torch.Tensor, low: torch.Tensor,
@@ -322,10 +323,10 @@ def train(vae: SCCRAFTVAE, disc: nn.Module, X: torch.Tensor, batch: torch.Tensor
                              heldout_idx)
     vae.train()
     disc.train()
-    for _ in progress(range(epochs), desc="scCRAFT", total=epochs):
+    for epoch in progress(range(epochs), desc="scCRAFT", total=epochs):
         for idx in trainer.epoch_minibatches():
             trainer.step(idx)
-        trainer.end_epoch()
+        trainer.end_epoch(epoch)
     return trainer.history.as_dict()
 
 

@@ -95,6 +95,7 @@ from methods.scdreamer_module import (
     log2p1_of_lognorm,
     matrix_max,
     perturb_input,
+    torch_double_log_transform,
 )
 
 ZINB_EPS = 1e-4  # eps of the code's zinb_model
@@ -441,6 +442,43 @@ class DreamerTrainer:
         return self.history, epoch_seconds, epoch_cpu_seconds
 
 
+def build_net(n_genes: int, n_batches: int, n_labels: int, cfg: DreamerConfig) -> DreamerNet:
+    """The network with the code's initialisation (on the CPU; move it with ``.to``)."""
+    net = DreamerNet(n_genes, n_batches, z_dim=cfg.z_dim, n_hidden=cfg.n_hidden, dropout=cfg.dropout,
+                     use_discriminator=cfg.use_discriminator, use_batch_classifier=cfg.use_batch_classifier,
+                     n_labels=n_labels, y_dim=cfg.y_dim, prior_hidden=cfg.prior_hidden)
+    glorot_init(net, cfg.bias_init)
+    with torch.no_grad():
+        net.log_theta.normal_()  # re-draw after glorot_init so theta's init matches the code's N(0, 1)
+    return net
+
+
+def data_from_device_counts(counts: torch.Tensor, batch_codes: torch.Tensor, n_batches: int,
+                            cfg: DreamerConfig, chunk_rows: int = 65536) -> DreamerData:
+    """``prepare_data``'s tensors (default ``transform_source: counts``, no labels) from raw counts
+    already on the device, transformed in row chunks: for timing training at sizes where the host
+    preprocessing would dominate (benchmarks/gpu_check.py). ``counts`` is kept only when the
+    likelihood or the consistency variant needs it."""
+    if cfg.transform_source != "counts":
+        raise ValueError("data_from_device_counts: only transform_source 'counts' is supported")
+    scaled = torch.empty_like(counts)
+    for start in range(0, counts.shape[0], chunk_rows):
+        scaled[start:start + chunk_rows] = torch_double_log_transform(counts[start:start + chunk_rows], 1.0)
+    input_max = float(scaled.max())
+    if not input_max > 0:
+        raise ValueError("data_from_device_counts: the counts are all zero")
+    scaled /= input_max
+    need_counts = cfg.consistency == "keep_80pct_umis" or cfg.likelihood_input == "counts"
+    target = scaled if cfg.likelihood_input == "scaled" else counts
+    log_lib = torch.log(target.sum(dim=1, dtype=torch.float64) + 1)
+    return DreamerData(
+        x=scaled, target=target, counts=counts if need_counts else None,
+        batch_onehot=one_hot(batch_codes, n_batches, device=counts.device), batch_codes=batch_codes,
+        label_codes=None, library_mean=float(log_lib.mean()), library_var=float(log_lib.var(unbiased=False)),
+        input_max=input_max,
+    )
+
+
 # ----------------------------------------------------------------------------- entry point
 def fit_dreamer(adata, *, batch_key: str, label_key: str | None, params: dict[str, Any], seed: int,
                 device: str, method: str) -> IntegrationResult:
@@ -456,14 +494,7 @@ def fit_dreamer(adata, *, batch_key: str, label_key: str | None, params: dict[st
     if n < cfg.batch_size:
         raise ParamError(f"{method}: batch_size {cfg.batch_size} exceeds the number of cells ({n}); "
                          "the code drops partial minibatches, so nothing would be trained")
-    net = DreamerNet(data.x.shape[1], len(batches), z_dim=cfg.z_dim, n_hidden=cfg.n_hidden,
-                     dropout=cfg.dropout, use_discriminator=cfg.use_discriminator,
-                     use_batch_classifier=cfg.use_batch_classifier, n_labels=len(labels),
-                     y_dim=cfg.y_dim, prior_hidden=cfg.prior_hidden)
-    glorot_init(net, cfg.bias_init)
-    with torch.no_grad():
-        net.log_theta.normal_()  # re-draw after glorot_init so theta's init matches the code's N(0, 1)
-    net.to(dev)
+    net = build_net(data.x.shape[1], len(batches), len(labels), cfg).to(dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     trainer = DreamerTrainer(net, data, cfg, generator, train_idx, heldout_idx)
