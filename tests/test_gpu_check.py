@@ -4,9 +4,11 @@ so the check cannot rot between the rare sessions that have a GPU."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,8 +25,9 @@ def check(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu_check")
     env = {**os.environ, "BENCH_PROGRESS": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env.pop("OUT", None)
-    proc = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--cells", "2000", "--out", str(out)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    # a budget no slow CI machine reaches: every item must run (the guard is tested below)
+    cmd = ["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--cells", "2000", "--out", str(out), "--budget-s", "3000"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads((out / "gpu_check.json").read_text()), (out / "gpu_check.md").read_text()
 
@@ -56,3 +59,15 @@ def test_every_metric_is_scored_and_timed(check):
     for r in result["metrics"]:
         assert r["status"] == "ok", r
         assert f"| {r['metric']} |" in table
+
+
+def test_items_past_the_budget_are_skipped_not_run():
+    """With no time left every item is recorded as skipped (a 100M-cell item would not finish)."""
+    import torch
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import gpu_check
+
+    args = argparse.Namespace(cells=[100_000_000], max_steps=1, warmup_steps=1)
+    rows = gpu_check.model_rows(args, torch.device("cpu"), gpu_check.Clock(0.0), {})
+    assert len(rows) == 8 and {r["status"] for r in rows} == {gpu_check.SKIPPED_TIME}
