@@ -15,8 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-WHEELS=benchmarks/wheels
-SITE=${GPU_CHECK_SITE:-${TMPDIR:-/tmp}/gpu_check_site}
+WHEELS=${GPU_CHECK_WHEELS:-benchmarks/wheels}
 
 # What each part imports beyond torch/numpy/scipy, which every part needs. Prints
 # "part=reason;..." for the parts that cannot run (and one line each on stderr when asked).
@@ -49,15 +48,17 @@ PY
 
 skip=$(probe quiet)
 if [[ -n "$skip" ]] && compgen -G "$WHEELS/*.whl" >/dev/null; then
-    rm -rf "$SITE" && mkdir -p "$SITE"
-    for whl in "$WHEELS"/*.whl; do  # one by one: a wheel that does not install costs only its part
-        if ! "$PY" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
-                "$whl" >/dev/null 2>&1; then
-            # no pip in this interpreter: a wheel is a zip laid out as site-packages
-            "$PY" -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$whl" "$SITE" \
-                || echo "gpu_check: could not install $(basename "$whl")"
-        fi
-    done
+    SITE=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check_site.XXXXXX")  # fresh: nothing of an earlier set stays
+    pip_install() { "$PY" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" "$@"; }
+    if ! pip_install "$WHEELS"/*.whl >/dev/null 2>&1; then
+        for whl in "$WHEELS"/*.whl; do  # one by one: a wheel that does not install costs only its part
+            if ! pip_install "$whl" >/dev/null 2>&1; then
+                # no pip in this interpreter: a wheel is a zip laid out as site-packages
+                "$PY" -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$whl" "$SITE" \
+                    || echo "gpu_check: could not install $(basename "$whl")"
+            fi
+        done
+    fi
     export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
     echo "gpu_check: installed $(compgen -G "$WHEELS/*.whl" | wc -l) wheels into $SITE"
     skip=$(probe say)

@@ -10,7 +10,7 @@
 #   PYTHON_VERSION=3.11 bash benchmarks/gpu_wheels.sh   # another interpreter on the GPU machine
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DEST=benchmarks/wheels
+DEST=${GPU_WHEELS_DIR:-benchmarks/wheels}
 PYTHON_VERSION=${PYTHON_VERSION:-3.12}
 # what each timed part needs beyond the machine's own packages
 RUNNER="anndata scverse-misc array-api-compat legacy-api-wrap natsort zarr numcodecs donfig google-crc32c"
@@ -27,7 +27,7 @@ quiet() { "$@" 2> >(grep -v "is ignored: it is neither" >&2); }  # local index m
 platforms=()
 for n in 39 35 34 31 28 27 24 17; do platforms+=(--platform "manylinux_2_${n}_x86_64"); done
 platforms+=(--platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform any)
-rm -rf "$DEST" && mkdir -p "$DEST"
+mkdir -p "$DEST" && rm -f "$DEST"/*.whl  # one version of each: two would stop the install
 quiet python -m pip download --quiet --no-deps --only-binary=:all: --implementation cp \
     --python-version "$PYTHON_VERSION" "${platforms[@]}" -d "$DEST" "${pins[@]}"
 quiet python -m pip wheel --quiet --no-deps -w "$DEST" "${sdists[@]}"
