@@ -526,6 +526,12 @@ def main(argv: list[str] | None = None) -> int:
     skipped = {p.split("=", 1)[0]: p.split("=", 1)[1] for p in args.skip.split(";") if "=" in p}
     result: dict[str, Any] = {"environment": environment(device), "budget_s": args.budget_s,
                               "cells": args.cells, "max_steps": args.max_steps, "warmup_steps": args.warmup_steps,
+                              "protocol": (f"our models: a warm-up epoch (its first {args.warmup_steps} minibatches at "
+                                           f"most), then one epoch timed on its first {args.max_steps} minibatches at "
+                                           "most (fewer when the budget says so), extrapolated to the whole epoch; "
+                                           "scvi-tools: train() for 2 epochs of at most "
+                                           f"{min(args.max_steps, SCVI_TOOLS_MAX_STEPS)} minibatches, the second "
+                                           "timed and extrapolated; CUDA synchronised around each timing"),
                               "not_importable": skipped}
     result["models"] = model_rows(args, device, clock, skipped)
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
