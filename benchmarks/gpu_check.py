@@ -288,7 +288,9 @@ def time_scvi_tools(model: str, n: int, precision: str, device, max_steps: int) 
 def model_rows(args, device, clock: Clock, importable: dict[str, str]) -> list[dict[str, Any]]:
     import torch
 
-    jobs = [(n, m, prec) for n in args.cells for m in PROPOSED + SCVI_TOOLS for prec in PRECISIONS.get(m, ("fp32",))]
+    # the proposed models (the target) at every size first, then scvi-tools' models
+    jobs = [(n, m, prec) for group in (PROPOSED, SCVI_TOOLS) for n in args.cells for m in group
+            for prec in PRECISIONS.get(m, ("fp32",))]
     rows = []
     for i, (n, model, precision) in enumerate(jobs):
         row = {"model": model, "n_cells": n, "n_genes": N_GENES, "precision": precision}
