@@ -457,8 +457,8 @@ def data_from_device_counts(counts: torch.Tensor, batch_codes: torch.Tensor, n_b
                             cfg: DreamerConfig, chunk_rows: int = 65536) -> DreamerData:
     """``prepare_data``'s tensors (default ``transform_source: counts``, no labels) from raw counts
     already on the device, transformed in row chunks: for timing training at sizes where the host
-    preprocessing would dominate (benchmarks/gpu_check.py). ``counts`` is kept only when the
-    likelihood or the consistency variant needs it."""
+    preprocessing would dominate (benchmarks/gpu_check.py). ``counts`` is kept (as ZINB target or
+    ``counts`` field) only where prepare_data keeps it."""
     if cfg.transform_source != "counts":
         raise ValueError("data_from_device_counts: only transform_source 'counts' is supported")
     scaled = torch.empty_like(counts)
@@ -468,7 +468,7 @@ def data_from_device_counts(counts: torch.Tensor, batch_codes: torch.Tensor, n_b
     if not input_max > 0:
         raise ValueError("data_from_device_counts: the counts are all zero")
     scaled /= input_max
-    need_counts = cfg.consistency == "keep_80pct_umis" or cfg.likelihood_input == "counts"
+    need_counts = cfg.consistency == "keep_80pct_umis"
     target = scaled if cfg.likelihood_input == "scaled" else counts
     log_lib = torch.log(target.sum(dim=1, dtype=torch.float64) + 1)
     return DreamerData(
