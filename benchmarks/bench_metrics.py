@@ -86,7 +86,9 @@ def child(data_path: str, run_path: str, out_path: str, options: str, compare_kn
     t0 = time.perf_counter()
     res = score_many(data_path, [run_path], [out_path], json.loads(options))[0]
     wall = time.perf_counter() - t0
-    report = {"wall_s": round(wall, 2), "peak_rss_mb": peak_rss_mb(),
+    import jax
+
+    report = {"wall_s": round(wall, 2), "peak_rss_mb": peak_rss_mb(), "jax_backend": jax.default_backend(),
               "status": res["status"], "error": res["error"], "timing": res["timing"],
               "metrics": res["metrics"], "na_reasons": res["na_reasons"]}
     if compare_knn:

@@ -99,6 +99,9 @@ class IntegrationResult:
         if self.embedding is None and self.connectivities is None and self.corrected is None:
             raise ResultError("method returned neither an embedding, a graph nor corrected data")
         if self.embedding is not None:
+            if type(self.embedding).__module__.startswith("torch"):  # np.asarray fails on a GPU tensor
+                raise ResultError(f"embedding is a torch tensor (device {self.embedding.device}); return a "
+                                  "numpy array on the CPU (.detach().cpu().numpy())")
             if issparse(self.embedding):
                 raise ResultError("embedding is a sparse matrix; return a dense array (e.g. .toarray())")
             emb = np.asarray(self.embedding)

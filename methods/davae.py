@@ -158,12 +158,49 @@ def cpm_log1p(counts, target_sum: float) -> np.ndarray:
     return np.log1p(dense / np.where(lib > 0, lib, 1.0) * target_sum).astype(np.float32)
 
 
+class DAVAETrainer:
+    """Adam and one training step, as ``integrate`` runs them (benchmarks/gpu_check.py times the same
+    steps). X: log1p(CPM) on the device; weight: 1 for cells of the reference batch."""
+
+    def __init__(self, model: DACVAE, X: torch.Tensor, b_codes: torch.Tensor, b_oh: torch.Tensor,
+                 weight: torch.Tensor, p: dict[str, Any], generator: torch.Generator) -> None:
+        from methods.nn.training import LossHistory
+
+        self.model, self.X, self.b_codes, self.b_oh, self.weight, self.p = model, X, b_codes, b_oh, weight, p
+        self.generator = generator
+        # Keras Adam defaults besides the learning rate: betas (0.9, 0.999), eps 1e-7
+        self.opt = torch.optim.Adam(model.parameters(), lr=p["lr"], eps=1e-7)
+        self.history = LossHistory()
+        self.skipped = 0
+
+    def epoch_minibatches(self) -> list[torch.Tensor]:
+        from methods.nn.training import minibatch_indices
+
+        return minibatch_indices(self.X.shape[0], self.p["batch_size"], self.generator, self.X.device)
+
+    def step(self, idx: torch.Tensor) -> None:
+        if idx.numel() < 2:
+            return
+        if not self.p["reconstruct_all_batches"] and not bool(self.weight[idx].any()):
+            self.skipped += 1  # no reference cell: s2 = 0 and the loss is NaN (module docstring)
+            return
+        terms = davae_losses(self.model, self.X[idx], self.b_oh[idx], self.b_codes[idx], self.weight[idx], self.p)
+        self.opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        self.opt.step()
+        for term, value in terms.items():
+            self.history.add(term, value)
+
+    def end_epoch(self, epoch: int) -> None:
+        """The epoch's one host sync (loss means, NaN guard)."""
+        from methods.nn.training import check_finite
+
+        check_finite(self.history.end_epoch(), epoch)
+
+
 def integrate(adata, *, batch_key, label_key, params, seed, device) -> IntegrationResult:
     from methods.nn.training import (
-        LossHistory,
-        check_finite,
         encode_in_batches,
-        minibatch_indices,
         one_hot,
         pick_device,
         progress,
@@ -196,29 +233,16 @@ def integrate(adata, *, batch_key, label_key, params, seed, device) -> Integrati
     weight = (b_codes == cats.index(reference)).to(torch.float32)
     model = DACVAE(X.shape[1], len(cats), p["hidden_layers"], p["n_latent"], p["dropout"],
                    p["classifier_dropout"]).to(dev)
-    # Keras Adam defaults besides the learning rate: betas (0.9, 0.999), eps 1e-7
-    opt = torch.optim.Adam(model.parameters(), lr=p["lr"], eps=1e-7)
-    hist = LossHistory()
-    skipped = 0
+    trainer = DAVAETrainer(model, X, b_codes, b_oh, weight, p, gen)
     t0 = time.perf_counter()
     model.train()
     for epoch in progress(range(1, p["epochs"] + 1), "davae", total=p["epochs"]):
-        for idx in minibatch_indices(X.shape[0], p["batch_size"], gen, dev):
-            if idx.numel() < 2:
-                continue
-            if not p["reconstruct_all_batches"] and not bool(weight[idx].any()):
-                skipped += 1  # no reference cell: s2 = 0 and the loss is NaN (module docstring)
-                continue
-            terms = davae_losses(model, X[idx], b_oh[idx], b_codes[idx], weight[idx], p)
-            opt.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            opt.step()
-            for term, value in terms.items():
-                hist.add(term, value)
-        check_finite(hist.end_epoch(), epoch)
+        for idx in trainer.epoch_minibatches():
+            trainer.step(idx)
+        trainer.end_epoch(epoch)
     train_s = time.perf_counter() - t0
     emb = encode_in_batches(lambda x, b: model.encode(x, b)[0], X, b_oh, module=model)
     return IntegrationResult(
-        embedding=emb, loss_history=hist.as_dict(), epochs=p["epochs"],
+        embedding=emb, loss_history=trainer.history.as_dict(), epochs=p["epochs"],
         extra={"train_s": train_s, "s_per_epoch": train_s / p["epochs"], "reference_batch": reference,
-               "skipped_minibatches": skipped, "device": str(dev)})
+               "skipped_minibatches": trainer.skipped, "device": str(dev)})

@@ -91,6 +91,12 @@ def resolve_device(device: str, gpu_method: bool) -> str:
 
 
 def _cuda_available() -> bool:
+    """Whether torch sees a GPU, asked without initialising CUDA in this process: the method runs in
+    a forked child, and torch's default check (cudaGetDeviceCount, i.e. cuInit) "poisons" fork, so
+    the child's first CUDA call would fail ("Cannot re-initialize CUDA in forked subprocess").
+    PYTORCH_NVML_BASED_CUDA_CHECK makes torch count GPUs through NVML instead (torch's documented
+    fork-safe check)."""
+    os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
     try:
         import torch
 

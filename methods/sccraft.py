@@ -243,62 +243,91 @@ def heldout_reconstruction(vae: SCCRAFTVAE, X: torch.Tensor, batch: torch.Tensor
         return torch.clamp(nb_nll_elementwise(x, mu, theta), max=NB_NLL_CAP).mean()
 
 
+class SCCRAFTTrainer:
+    """Optimizers and one training step (VAE forward, ``d_steps`` discriminator steps, generator
+    step), as ``train`` runs them (benchmarks/gpu_check.py times the same steps)."""
+
+    def __init__(self, vae: SCCRAFTVAE, disc: nn.Module, X: torch.Tensor, batch: torch.Tensor, low: torch.Tensor,
+                 high: torch.Tensor, p: dict[str, Any], generator: torch.Generator,
+                 triplet_generator: torch.Generator, train_idx: torch.Tensor | None = None,
+                 heldout_idx: torch.Tensor | None = None) -> None:
+        """train_idx / heldout_idx: cells trained on (default every cell) and held out (default none)."""
+        self.vae, self.disc, self.X, self.batch, self.low, self.high, self.p = vae, disc, X, batch, low, high, p
+        self.generator, self.triplet_generator = generator, triplet_generator
+        self.train_idx, self.heldout_idx = train_idx, heldout_idx
+        self.train_batch = batch if train_idx is None else batch[train_idx]
+        self.opt_g = torch.optim.Adam(vae.parameters(), lr=p["lr"])
+        self.opt_d = torch.optim.Adam(disc.parameters(), lr=p["lr"])
+        self.history = LossHistory()
+        self.epoch = 0  # the adversarial term is on from epoch p["warmup_epochs"]
+
+    def epoch_minibatches(self) -> list[torch.Tensor]:
+        """One epoch's minibatches of cell indices (``epoch_minibatches``, mapped to the trained cells)."""
+        p = self.p
+        batches = epoch_minibatches(self.train_batch, self.vae.n_batches, p["cells_per_batch"], p["minibatch_size"],
+                                    p["balanced_minibatches"], self.generator, self.X.device)
+        return batches if self.train_idx is None else [self.train_idx[idx] for idx in batches]
+
+    def step(self, idx: torch.Tensor) -> None:
+        vae, disc, p, device = self.vae, self.disc, self.p, self.X.device
+        lambda_d = p["lambda_D"] if self.epoch >= p["warmup_epochs"] else 0.0
+        x, b = self.X[idx], self.batch[idx]
+        q_m, q_v, z = vae.encode(x)
+        mu, theta = vae.decode(z, b)
+        rec = torch.clamp(nb_nll_elementwise(x, mu, theta), max=NB_NLL_CAP).mean()
+        kl = kl_normal_standard(q_m, q_v).mean()
+        cos = (1.0 - (F.normalize(mu, dim=1) * F.normalize(x, dim=1)).sum(dim=1)).mean()
+
+        z_fixed = z.detach()
+        d_sum = torch.zeros((), device=device)
+        for _ in range(p["d_steps"]):
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss = F.cross_entropy(disc(z_fixed), b)
+            d_loss.backward()
+            self.opt_d.step()
+            d_sum = d_sum + d_loss.detach()
+
+        a, pos, neg = make_triplets(b, self.low[idx], self.high[idx], p["n_pos"], self.triplet_generator)
+        trip = triplet_loss(z, a, pos, neg, p["triplet_margin"], p["triplet_distance"] == "squared")
+        disc.requires_grad_(False)  # the generator step needs dL/dz only, not dL/dD
+        adv = F.cross_entropy(disc(z), b)
+        loss = rec + p["kl_weight"] * kl + p["cos_weight"] * cos + p["lambda_T"] * trip - lambda_d * adv
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        disc.requires_grad_(True)
+
+        terms = {"loss": loss, "reconstruction": rec, "kl": kl, "cosine": cos, "triplet": trip,
+                 "adversarial": adv, "discriminator": d_sum / max(p["d_steps"], 1),
+                 "n_triplets": torch.as_tensor(float(a.numel()), device=device)}
+        for term, value in terms.items():
+            self.history.add(term, value)
+
+    def end_epoch(self, epoch: int) -> None:
+        """Held-out reconstruction, then the epoch's one host sync (loss means, NaN guard); the next
+        epoch is ``epoch + 1`` (0-based)."""
+        if self.heldout_idx is not None and self.heldout_idx.numel():
+            self.history.add("reconstruction_validation",
+                             heldout_reconstruction(self.vae, self.X, self.batch, self.heldout_idx))
+        check_finite(self.history.end_epoch(), epoch)
+        self.epoch = epoch + 1
+
+
 def train(vae: SCCRAFTVAE, disc: nn.Module, X: torch.Tensor, batch: torch.Tensor, low: torch.Tensor,
           high: torch.Tensor, p: dict[str, Any], epochs: int, generator: torch.Generator,
           triplet_generator: torch.Generator, train_idx: torch.Tensor | None = None,
           heldout_idx: torch.Tensor | None = None) -> dict[str, list[float]]:
     """Train in place on ``train_idx`` (default every cell); returns the loss history {term:
     [per-epoch mean]}, with the held-out reconstruction when ``heldout_idx`` is given."""
-    device = X.device
-    train_batch = batch if train_idx is None else batch[train_idx]
-    opt_g = torch.optim.Adam(vae.parameters(), lr=p["lr"])
-    opt_d = torch.optim.Adam(disc.parameters(), lr=p["lr"])
-    history = LossHistory()
-    squared = p["triplet_distance"] == "squared"
+    trainer = SCCRAFTTrainer(vae, disc, X, batch, low, high, p, generator, triplet_generator, train_idx,
+                             heldout_idx)
     vae.train()
     disc.train()
     for epoch in progress(range(epochs), desc="scCRAFT", total=epochs):
-        lambda_d = p["lambda_D"] if epoch >= p["warmup_epochs"] else 0.0
-        for idx in epoch_minibatches(train_batch, vae.n_batches, p["cells_per_batch"], p["minibatch_size"],
-                                     p["balanced_minibatches"], generator, device):
-            if train_idx is not None:
-                idx = train_idx[idx]
-            x, b = X[idx], batch[idx]
-            q_m, q_v, z = vae.encode(x)
-            mu, theta = vae.decode(z, b)
-            rec = torch.clamp(nb_nll_elementwise(x, mu, theta), max=NB_NLL_CAP).mean()
-            kl = kl_normal_standard(q_m, q_v).mean()
-            cos = (1.0 - (F.normalize(mu, dim=1) * F.normalize(x, dim=1)).sum(dim=1)).mean()
-
-            z_fixed = z.detach()
-            d_sum = torch.zeros((), device=device)
-            for _ in range(p["d_steps"]):
-                opt_d.zero_grad(set_to_none=True)
-                d_loss = F.cross_entropy(disc(z_fixed), b)
-                d_loss.backward()
-                opt_d.step()
-                d_sum = d_sum + d_loss.detach()
-
-            a, pos, neg = make_triplets(b, low[idx], high[idx], p["n_pos"], triplet_generator)
-            trip = triplet_loss(z, a, pos, neg, p["triplet_margin"], squared)
-            disc.requires_grad_(False)  # the generator step needs dL/dz only, not dL/dD
-            adv = F.cross_entropy(disc(z), b)
-            loss = rec + p["kl_weight"] * kl + p["cos_weight"] * cos + p["lambda_T"] * trip - lambda_d * adv
-            opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_g.step()
-            disc.requires_grad_(True)
-
-            terms = {"loss": loss, "reconstruction": rec, "kl": kl, "cosine": cos, "triplet": trip,
-                     "adversarial": adv, "discriminator": d_sum / max(p["d_steps"], 1),
-                     "n_triplets": torch.as_tensor(float(a.numel()), device=device)}
-            for term, value in terms.items():
-                history.add(term, value)
-        if heldout_idx is not None and heldout_idx.numel():
-            history.add("reconstruction_validation", heldout_reconstruction(vae, X, batch, heldout_idx))
-        means = history.end_epoch()
-        check_finite(means, epoch)
-    return history.as_dict()
+        for idx in trainer.epoch_minibatches():
+            trainer.step(idx)
+        trainer.end_epoch(epoch)
+    return trainer.history.as_dict()
 
 
 def embedding(vae: SCCRAFTVAE, X: torch.Tensor, latent: str, pca_dims: int, seed: int) -> np.ndarray:

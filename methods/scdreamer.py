@@ -95,6 +95,7 @@ from methods.scdreamer_module import (
     log2p1_of_lognorm,
     matrix_max,
     perturb_input,
+    torch_double_log_transform,
 )
 
 ZINB_EPS = 1e-4  # eps of the code's zinb_model
@@ -295,6 +296,7 @@ class DreamerTrainer:
         dev = data.x.device
         self.lib_mean = torch.tensor(data.library_mean, device=dev)
         self.lib_var = torch.tensor(data.library_var, device=dev)
+        self.history = LossHistory()
 
     def autoencoder_loss(self, idx: torch.Tensor, history: LossHistory) -> torch.Tensor:
         """L_AE = -ELBO - CE_batch - log BC (+ weighted cell-type CE for scDREAMER-Sup)."""
@@ -404,31 +406,77 @@ class DreamerTrainer:
         self.opt_cls.step()
         history.add("loss_cls", loss)
 
+    def epoch_minibatches(self) -> list[torch.Tensor]:
+        """One epoch's minibatches of trained cells (``epoch_minibatches``)."""
+        return [self.train_idx[mb] for mb in epoch_minibatches(self.train_idx.numel(), self.cfg, self.gen,
+                                                               self.data.x.device)]
+
+    def step(self, idx: torch.Tensor) -> None:
+        """One autoencoder step, then the discriminator and batch-classifier steps (when used)."""
+        loss = self.autoencoder_loss(idx, self.history)
+        self.opt_ae.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_ae.step()
+        if self.opt_dis is not None:
+            self.discriminator_step(idx, self.history)
+        if self.opt_cls is not None:
+            self.classifier_step(idx, self.history)
+
+    def end_epoch(self, epoch: int) -> None:
+        """Held-out reconstruction, then the epoch's one host sync (loss means, NaN guard)."""
+        if self.heldout_idx.numel():
+            self.history.add("reconstruction_validation", self.heldout_reconstruction())
+        check_finite(self.history.end_epoch(), epoch)
+
     def train(self, desc: str) -> tuple[LossHistory, list[float], list[float]]:
         """Run all epochs; returns the loss history and wall and CPU seconds per epoch."""
-        net, cfg, n = self.net, self.cfg, self.train_idx.numel()
-        history = LossHistory()
         epoch_seconds, epoch_cpu_seconds = [], []
-        net.train()
-        for epoch in progress(range(cfg.epochs), desc=desc, total=cfg.epochs):
+        self.net.train()
+        for epoch in progress(range(self.cfg.epochs), desc=desc, total=self.cfg.epochs):
             t0, c0 = time.perf_counter(), time.process_time()
-            for mb in epoch_minibatches(n, cfg, self.gen, self.data.x.device):
-                idx = self.train_idx[mb]
-                loss = self.autoencoder_loss(idx, history)
-                self.opt_ae.zero_grad(set_to_none=True)
-                loss.backward()
-                self.opt_ae.step()
-                if self.opt_dis is not None:
-                    self.discriminator_step(idx, history)
-                if self.opt_cls is not None:
-                    self.classifier_step(idx, history)
-            if self.heldout_idx.numel():
-                history.add("reconstruction_validation", self.heldout_reconstruction())
-            means = history.end_epoch()  # the one host sync per epoch
-            check_finite(means, epoch)
+            for idx in self.epoch_minibatches():
+                self.step(idx)
+            self.end_epoch(epoch)
             epoch_seconds.append(time.perf_counter() - t0)
             epoch_cpu_seconds.append(time.process_time() - c0)
-        return history, epoch_seconds, epoch_cpu_seconds
+        return self.history, epoch_seconds, epoch_cpu_seconds
+
+
+def build_net(n_genes: int, n_batches: int, n_labels: int, cfg: DreamerConfig) -> DreamerNet:
+    """The network with the code's initialisation (on the CPU; move it with ``.to``)."""
+    net = DreamerNet(n_genes, n_batches, z_dim=cfg.z_dim, n_hidden=cfg.n_hidden, dropout=cfg.dropout,
+                     use_discriminator=cfg.use_discriminator, use_batch_classifier=cfg.use_batch_classifier,
+                     n_labels=n_labels, y_dim=cfg.y_dim, prior_hidden=cfg.prior_hidden)
+    glorot_init(net, cfg.bias_init)
+    with torch.no_grad():
+        net.log_theta.normal_()  # re-draw after glorot_init so theta's init matches the code's N(0, 1)
+    return net
+
+
+def data_from_device_counts(counts: torch.Tensor, batch_codes: torch.Tensor, n_batches: int,
+                            cfg: DreamerConfig, chunk_rows: int = 65536) -> DreamerData:
+    """``prepare_data``'s tensors (default ``transform_source: counts``, no labels) from raw counts
+    already on the device, transformed in row chunks: for timing training at sizes where the host
+    preprocessing would dominate (benchmarks/gpu_check.py). ``counts`` is kept (as ZINB target or
+    ``counts`` field) only where prepare_data keeps it."""
+    if cfg.transform_source != "counts":
+        raise ValueError("data_from_device_counts: only transform_source 'counts' is supported")
+    scaled = torch.empty_like(counts)
+    for start in range(0, counts.shape[0], chunk_rows):
+        scaled[start:start + chunk_rows] = torch_double_log_transform(counts[start:start + chunk_rows], 1.0)
+    input_max = float(scaled.max())
+    if not input_max > 0:
+        raise ValueError("data_from_device_counts: the counts are all zero")
+    scaled /= input_max
+    need_counts = cfg.consistency == "keep_80pct_umis"
+    target = scaled if cfg.likelihood_input == "scaled" else counts
+    log_lib = torch.log(target.sum(dim=1, dtype=torch.float64) + 1)
+    return DreamerData(
+        x=scaled, target=target, counts=counts if need_counts else None,
+        batch_onehot=one_hot(batch_codes, n_batches, device=counts.device), batch_codes=batch_codes,
+        label_codes=None, library_mean=float(log_lib.mean()), library_var=float(log_lib.var(unbiased=False)),
+        input_max=input_max,
+    )
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -446,14 +494,7 @@ def fit_dreamer(adata, *, batch_key: str, label_key: str | None, params: dict[st
     if n < cfg.batch_size:
         raise ParamError(f"{method}: batch_size {cfg.batch_size} exceeds the number of cells ({n}); "
                          "the code drops partial minibatches, so nothing would be trained")
-    net = DreamerNet(data.x.shape[1], len(batches), z_dim=cfg.z_dim, n_hidden=cfg.n_hidden,
-                     dropout=cfg.dropout, use_discriminator=cfg.use_discriminator,
-                     use_batch_classifier=cfg.use_batch_classifier, n_labels=len(labels),
-                     y_dim=cfg.y_dim, prior_hidden=cfg.prior_hidden)
-    glorot_init(net, cfg.bias_init)
-    with torch.no_grad():
-        net.log_theta.normal_()  # re-draw after glorot_init so theta's init matches the code's N(0, 1)
-    net.to(dev)
+    net = build_net(data.x.shape[1], len(batches), len(labels), cfg).to(dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     trainer = DreamerTrainer(net, data, cfg, generator, train_idx, heldout_idx)

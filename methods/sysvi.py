@@ -344,21 +344,99 @@ def adversarial_ce(logits: torch.Tensor, codes: torch.Tensor, n_classes: int, tr
     return -(log_p * target).sum(1).mean()
 
 
+def build_sysvae(X: torch.Tensor, batch_oh: torch.Tensor | None, sys_codes: torch.Tensor, n_systems: int,
+                 cfg: SysVIConfig, generator: torch.Generator) -> SysVAE:
+    """The network on X's device (VampPrior pseudo-inputs drawn from X with ``generator``)."""
+    n_cov = (0 if batch_oh is None else batch_oh.shape[1]) + system_columns(sys_codes[:1], n_systems,
+                                                                            cfg.system_encoding).shape[1]
+    model = SysVAE(X.shape[1], n_cov, n_systems, cfg)
+    if cfg.prior == "vamp":
+        full_cov = system_columns(sys_codes, n_systems, cfg.system_encoding)
+        if batch_oh is not None:
+            full_cov = torch.cat([batch_oh, full_cov], dim=1)
+        model.attach_vamp_prior(X, full_cov, generator)
+    return model.to(X.device)
+
+
+class SysVITrainer:
+    """Optimizers, the training/validation split and one training step, as ``train_sysvae`` runs
+    them (benchmarks/gpu_check.py times the same steps)."""
+
+    def __init__(self, model: SysVAE, X: torch.Tensor, batch_oh: torch.Tensor | None, sys_codes: torch.Tensor,
+                 n_systems: int, generator: torch.Generator, mixed) -> None:
+        """``mixed``: the precision context of ``methods.nn.training.autocast``."""
+        from methods.nn.training import LossHistory, adam
+
+        cfg = model.cfg
+        self.model, self.X, self.batch_oh, self.sys_codes = model, X, batch_oh, sys_codes
+        self.n_systems, self.generator, self.mixed = n_systems, generator, mixed
+        vae_params = [p for name, p in model.named_parameters()
+                      if not name.startswith("classifier.") and p.requires_grad]
+        self.opt = adam(vae_params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+        self.opt_cls = None
+        if model.classifier is not None:
+            self.opt_cls = adam(model.classifier.parameters(), lr=cfg.lr, eps=cfg.adam_eps,
+                                weight_decay=cfg.weight_decay)
+        n = X.shape[0]
+        self.n_train = min(n, max(MIN_LAST_BATCH, math.ceil(cfg.train_size * n)))
+        order = torch.randperm(n, generator=generator)
+        self.train_idx, self.val_idx = order[:self.n_train].to(X.device), order[self.n_train:].to(X.device)
+        self.history = LossHistory()
+
+    def epoch_minibatches(self) -> list[torch.Tensor]:
+        """One epoch's minibatches of training cells (a last one under MIN_LAST_BATCH cells dropped)."""
+        from methods.nn.training import minibatch_indices
+
+        return [self.train_idx[mb] for mb in minibatch_indices(self.n_train, self.model.cfg.batch_size,
+                                                               self.generator, self.X.device)
+                if mb.numel() >= MIN_LAST_BATCH]
+
+    def step(self, idx: torch.Tensor) -> None:
+        """One VAE update on cells ``idx`` (then one classifier update for ``adv``)."""
+        model, cfg, hist, mixed = self.model, self.model.cfg, self.history, self.mixed
+        sc = self.sys_codes[idx]
+        with mixed:
+            terms = step_losses(model, self.X[idx], None if self.batch_oh is None else self.batch_oh[idx], sc,
+                                self.n_systems)
+            logits = None if model.classifier is None else model.classifier(terms["z"])
+        loss = (cfg.reconstruction_weight * terms["reconstruction"] + cfg.kl_weight * terms["kl"]).mean()
+        if "cycle" in terms:
+            loss = loss + cfg.cycle_weight * terms["cycle"].mean()
+            hist.add("cycle", terms["cycle"].mean())
+        if logits is not None:
+            fool = adversarial_ce(logits, sc, self.n_systems, true_class=False)
+            loss = loss + cfg.kappa * fool
+            hist.add("adversarial_fool", fool)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if self.opt_cls is not None:
+            with mixed:
+                cls_logits = model.classifier(terms["z"].detach())
+            cls_loss = cfg.kappa * adversarial_ce(cls_logits, sc, self.n_systems, true_class=True)
+            self.opt_cls.zero_grad(set_to_none=True)
+            cls_loss.backward()
+            self.opt_cls.step()
+            hist.add("classifier", cls_loss)
+        hist.add("loss", loss)
+        hist.add("reconstruction", terms["reconstruction"].mean())
+        hist.add("kl", terms["kl"].mean())
+
+    def end_epoch(self, epoch: int) -> None:
+        """Held-out reconstruction, then the epoch's one host sync (loss means, NaN guard)."""
+        from methods.nn.training import check_finite
+
+        if self.val_idx.numel():
+            self.history.add("reconstruction_validation",
+                             validation_reconstruction(self.model, self.X, self.batch_oh, self.sys_codes,
+                                                       self.val_idx, self.n_systems))
+        check_finite(self.history.end_epoch(), epoch)
+
+
 def train_sysvae(adata, *, batch_key: str, cfg: SysVIConfig, seed: int, device: str,
                  desc: str = "sysvi") -> tuple[SysVAE, dict[str, Any]]:
     """Build and train the model; returns it and a record (history, epochs, timings)."""
-    from methods.nn.training import (
-        LossHistory,
-        adam,
-        autocast,
-        check_finite,
-        minibatch_indices,
-        one_hot,
-        pick_device,
-        progress,
-        seed_all,
-        to_device_tensor,
-    )
+    from methods.nn.training import autocast, one_hot, pick_device, progress, seed_all, to_device_tensor
 
     dev = pick_device(device)
     mixed = autocast(dev, cfg.precision)  # fails early on a GPU without bf16
@@ -379,69 +457,20 @@ def train_sysvae(adata, *, batch_key: str, cfg: SysVIConfig, seed: int, device: 
         # covariate, and zeroing it in the cycle pass would feed the decoder an unseen input
         if cfg.use_batch_covariate is True or not same_partition(b_np, sys_np):
             batch_oh = one_hot(b_np, len(batches), device=dev)
-    n_cov = (0 if batch_oh is None else batch_oh.shape[1]) + system_columns(sys_codes[:1], n_systems,
-                                                                            cfg.system_encoding).shape[1]
-    n = X.shape[0]
-    model = SysVAE(X.shape[1], n_cov, n_systems, cfg)
-    if cfg.prior == "vamp":
-        full_cov = system_columns(sys_codes, n_systems, cfg.system_encoding)
-        if batch_oh is not None:
-            full_cov = torch.cat([batch_oh, full_cov], dim=1)
-        model.attach_vamp_prior(X, full_cov, gen)
-    model.to(dev)
-    vae_params = [p for name, p in model.named_parameters()
-                  if not name.startswith("classifier.") and p.requires_grad]
-    opt = adam(vae_params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
-    opt_cls = None
-    if model.classifier is not None:
-        opt_cls = adam(model.classifier.parameters(), lr=cfg.lr, eps=cfg.adam_eps,
-                       weight_decay=cfg.weight_decay)
-    n_train = min(n, max(MIN_LAST_BATCH, math.ceil(cfg.train_size * n)))
-    order = torch.randperm(n, generator=gen)
-    train_idx, val_idx = order[:n_train].to(dev), order[n_train:].to(dev)
-    epochs = cfg.max_epochs or default_epochs(n)
-    hist = LossHistory()
+    model = build_sysvae(X, batch_oh, sys_codes, n_systems, cfg, gen)
+    trainer = SysVITrainer(model, X, batch_oh, sys_codes, n_systems, gen, mixed)
+    epochs = cfg.max_epochs or default_epochs(X.shape[0])
     t0 = time.perf_counter()
     model.train()
     for epoch in progress(range(1, epochs + 1), desc, total=epochs):
-        for mb in minibatch_indices(n_train, cfg.batch_size, gen, dev):
-            if mb.numel() < MIN_LAST_BATCH:
-                continue
-            idx = train_idx[mb]
-            sc = sys_codes[idx]
-            with mixed:
-                terms = step_losses(model, X[idx], None if batch_oh is None else batch_oh[idx], sc, n_systems)
-                logits = None if model.classifier is None else model.classifier(terms["z"])
-            loss = (cfg.reconstruction_weight * terms["reconstruction"] + cfg.kl_weight * terms["kl"]).mean()
-            if "cycle" in terms:
-                loss = loss + cfg.cycle_weight * terms["cycle"].mean()
-                hist.add("cycle", terms["cycle"].mean())
-            if logits is not None:
-                fool = adversarial_ce(logits, sc, n_systems, true_class=False)
-                loss = loss + cfg.kappa * fool
-                hist.add("adversarial_fool", fool)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if opt_cls is not None:
-                with mixed:
-                    cls_logits = model.classifier(terms["z"].detach())
-                cls_loss = cfg.kappa * adversarial_ce(cls_logits, sc, n_systems, true_class=True)
-                opt_cls.zero_grad(set_to_none=True)
-                cls_loss.backward()
-                opt_cls.step()
-                hist.add("classifier", cls_loss)
-            hist.add("loss", loss)
-            hist.add("reconstruction", terms["reconstruction"].mean())
-            hist.add("kl", terms["kl"].mean())
-        if val_idx.numel():
-            hist.add("reconstruction_validation",
-                     validation_reconstruction(model, X, batch_oh, sys_codes, val_idx, n_systems))
-        check_finite(hist.end_epoch(), epoch)
+        for idx in trainer.epoch_minibatches():
+            trainer.step(idx)
+        trainer.end_epoch(epoch)
     train_s = time.perf_counter() - t0
-    record = {"loss_history": hist.as_dict(), "epochs": epochs, "train_s": train_s,
-              "s_per_epoch": train_s / epochs, "n_train": int(n_train), "systems": systems,
-              "device": str(dev), "precision": cfg.precision, "batch_covariate": batch_oh is not None, "X": X, "batch_oh": batch_oh, "sys_codes": sys_codes}
+    record = {"loss_history": trainer.history.as_dict(), "epochs": epochs, "train_s": train_s,
+              "s_per_epoch": train_s / epochs, "n_train": int(trainer.n_train), "systems": systems,
+              "device": str(dev), "precision": cfg.precision, "batch_covariate": batch_oh is not None,
+              "X": X, "batch_oh": batch_oh, "sys_codes": sys_codes}
     return model, record
 
 

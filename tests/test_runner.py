@@ -1,6 +1,7 @@
 """The runner records every run, successful or not, and never leaves a half-written file."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -143,3 +144,20 @@ def test_peak_rss_is_the_process_own_not_its_parents():
     assert peak_rss_mb() >= 400  # the parent's own peak includes the array
     assert peak_rss_mb(include_children=True) >= peak_rss_mb()
     assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 > 400
+
+
+def test_gpu_check_does_not_initialise_cuda_before_the_fork(monkeypatch):
+    """The method runs in a forked child: the parent's GPU check must be torch's NVML-based one
+    (``PYTORCH_NVML_BASED_CUDA_CHECK``), since the default one initialises CUDA and the child's first
+    CUDA call then fails ("Cannot re-initialize CUDA in forked subprocess")."""
+    import torch
+
+    from methods import runner
+
+    monkeypatch.delenv("PYTORCH_NVML_BASED_CUDA_CHECK", raising=False)
+    seen = []
+    monkeypatch.setattr(torch.cuda, "is_available",
+                        lambda: seen.append(os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK")) or True)
+    assert runner.resolve_device("auto", gpu_method=True) == "cuda"
+    assert runner.resolve_device("cuda", gpu_method=True) == "cuda"
+    assert seen and set(seen) == {"1"}

@@ -287,3 +287,19 @@ def test_runner_writes_sup_predictions_with_hidden_labels(tmp_path, tiny):
     assert run_file.obsm["X_emb"].shape == (tiny.n_obs, 10)
     assert run_file.obs["predicted_label"].notna().all()
     assert run_file.obs["label_hidden"].mean() == pytest.approx(0.5, abs=0.02)
+
+
+@pytest.mark.parametrize("likelihood_input", ["scaled", "counts"])
+def test_data_from_device_counts_matches_prepare_data(likelihood_input):
+    """The GPU check's path (counts already on the device) gives prepare_data's tensors."""
+    adata = tiny_counts_adata(n_cells=64, n_genes=40)
+    cfg = scdreamer.parse_params(params(likelihood_input=likelihood_input), "scdreamer", False)
+    ref, batches, _ = scdreamer.prepare_data(adata, cfg, "batch", None, torch.device("cpu"), "scdreamer")
+    codes = torch.as_tensor(adata.obs["batch"].cat.codes.to_numpy().astype(np.int64))
+    counts = torch.as_tensor(adata.layers["counts"].toarray())
+    got = scdreamer.data_from_device_counts(counts, codes, len(batches), cfg, chunk_rows=16)
+    for name in ("x", "target", "batch_onehot", "batch_codes"):
+        torch.testing.assert_close(getattr(got, name), getattr(ref, name), rtol=1e-5, atol=1e-6)
+    assert got.counts is None and ref.counts is None  # only keep_80pct_umis needs the counts
+    for name in ("library_mean", "library_var", "input_max"):
+        assert getattr(got, name) == pytest.approx(getattr(ref, name), rel=1e-5)
