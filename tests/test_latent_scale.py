@@ -70,6 +70,20 @@ def test_report_banner_lists_the_flagged_runs_or_says_none_is():
     assert latent_scale_banner(runs.drop(columns=latent_scale.COLUMNS)) == ""
 
 
+def test_report_banner_names_datasets_with_too_few_methods_to_assess():
+    """sysVI and VAMP alone on a dataset: the rule needs >= 3 methods there, so the banner says the
+    runs were not assessed (and where) instead of saying nothing."""
+    from reports.trust import latent_scale_banner
+
+    pair = runs_table({"sysvi": DEGENERATE, "vamp": SPREAD}, dataset="sim_common3")
+    assert list(pair["latent_scale_flag"]) == ["", ""]
+    banner = latent_scale_banner(pair)
+    assert "Not assessed on sim_common3 (sysvi, vamp)" in banner and "at least 3 methods" in banner
+    both = pd.concat([runs_table({"a": SPREAD, "b": FEW_USED, "c": SPREAD}), pair], ignore_index=True)
+    calm = latent_scale_banner(both)
+    assert "none of the 3 assessed trained runs" in calm and "Not assessed on sim_common3" in calm
+
+
 def test_aggregate_writes_latent_scale_and_base_setting_columns(tmp_path):
     from test_convergence import record, write_run
 
