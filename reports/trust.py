@@ -145,7 +145,7 @@ def latent_scale_banner(runs: pd.DataFrame | None) -> str:
     assessed = runs[runs["latent_scale_flag"].isin(["yes", "no"])]
     unassessed = _latent_unassessed(runs)
     if assessed.empty:
-        return f"<p>Latent scale: {unassessed}</p>" if unassessed else ""
+        return f"<p>Latent scale: {unassessed[0].lower()}{unassessed[1:]}</p>" if unassessed else ""
     flagged = assessed[assessed["latent_scale_flag"] == "yes"]
     if flagged.empty:
         return (f"<p>Latent scale: none of the {len(assessed)} assessed trained runs has a stretched latent "

@@ -90,7 +90,7 @@ def test_report_banner_names_datasets_with_too_few_methods_to_assess():
     pair = runs_table({"sysvi": DEGENERATE, "vamp": SPREAD}, dataset="sim_common3")
     assert list(pair["latent_scale_flag"]) == ["", ""]
     banner = latent_scale_banner(pair)
-    assert "Not assessed on sim_common3 (sysvi, vamp)" in banner and "at least 3 methods" in banner
+    assert "Latent scale: not assessed on sim_common3 (sysvi, vamp)" in banner and "at least 3 methods" in banner
     both = pd.concat([runs_table({"a": SPREAD, "b": FEW_USED, "c": SPREAD}), pair], ignore_index=True)
     calm = latent_scale_banner(both)
     assert "none of the 3 assessed trained runs" in calm and "Not assessed on sim_common3" in calm
