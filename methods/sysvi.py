@@ -40,8 +40,13 @@ Options for code-vs-paper / code-vs-port differences:
 - ``system_encoding``: "column" (paper code: one 0/1 column for two systems, one-hot for more) |
   "one_hot" (scvi-tools: one column per system, also for two).
 - ``variant``: "paper" | "scvi_tools": the port's numerical quirks (scvi-tools): softplus
-  encoder variance (clipped), Gaussian NLL given the std as "var", VampPrior component std
-  sqrt(std), pseudo-input covariates fixed.
+  encoder variance (clipped; ``VarEncoder``), Gaussian NLL given the std as "var"
+  (``SysVAE.loss``), VampPrior component std sqrt(std) (``VampPrior.log_prob``), pseudo-input
+  covariates fixed (``VampPrior.u_cat``, sampled by ``torch.multinomial``: no gradient), and
+  the VampPrior KL evaluated after the cycle pass (``SysVAE.loss`` runs after ``forward``), so
+  the pseudo-inputs' eval-mode encode reads BatchNorm running statistics the cycle encode has
+  updated. With all four options set as scvi-tools, one minibatch gives scvi-tools' loss terms
+  and gradients (tests/test_sysvi.py); what is left differs in random draws only.
 - ``precision``: "fp32" (the authors' code) | "bf16-mixed": encoder/decoder matrix products in
   bfloat16 under ``torch.autocast`` (fp32 accumulation), with the latent heads, likelihood, KL,
   cycle and adversarial losses, parameters, gradients and Adam state in fp32; the embedding is
@@ -297,12 +302,16 @@ def step_losses(model: SysVAE, x: torch.Tensor, batch_oh: torch.Tensor | None, s
     out = {"z": z}
     x_rec = model.decode(z, cov)
     out["reconstruction"] = gaussian_nll(x, x_rec, model.decoder_var())
-    if model.prior is None:
-        out["kl"] = kl_normal_standard(mu, var)
-    else:
+
+    def kl() -> torch.Tensor:
+        if model.prior is None:
+            return kl_normal_standard(mu, var)
         power = 0.5 if cfg.variant == "scvi_tools" else 1.0
         log_q = normal_log_prob(z, mu, var).sum(-1)
-        out["kl"] = log_q - model.prior.log_prob(z, model.encode_eval, component_var_power=power)
+        return log_q - model.prior.log_prob(z, model.encode_eval, component_var_power=power)
+
+    if cfg.variant == "paper":
+        out["kl"] = kl()
     if cfg.cycle_weight > 0:
         cyc_cols = system_columns(other_system(sys_codes, n_systems), n_systems, cfg.system_encoding)
         if batch_oh is None:
@@ -314,6 +323,10 @@ def step_losses(model: SysVAE, x: torch.Tensor, batch_oh: torch.Tensor | None, s
         cyc_x = model.decode(z, cov_cyc) if cfg.cycle_input == "other_system" else x_rec
         mu_cyc, _ = model.encode(cyc_x, cov_cyc)
         out["cycle"] = cycle_distance(mu, mu_cyc, cfg.cycle_distance)
+    if "kl" not in out:
+        # scvi-tools evaluates the VampPrior in SysVAE.loss, after forward's cycle pass: the
+        # pseudo-inputs' eval-mode encode sees BatchNorm running stats the cycle encode updated
+        out["kl"] = kl()
     return out
 
 

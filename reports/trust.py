@@ -42,7 +42,8 @@ LATENT_SCALE_RULE = (
     f"A trained run's latent space is <b>stretched</b> when its largest dimension's standard deviation (over "
     f"cells, of the embedding: the posterior means for the VAEs) is more than {LATENT_WITHIN_RATIO:g} times the "
     f"median over its dimensions (a few dimensions carry it) and more than {LATENT_DATASET_RATIO:g} times what "
-    f"the methods on the same dataset reach (the median over methods of each method's median largest sd; "
+    f"the other methods on the same dataset reach (the median over the other methods of each one's median "
+    f"largest sd; "
     f"assessed on datasets with at least {LATENT_MIN_METHODS} such methods). Either alone is common in a healthy "
     f"model (unused VAE dimensions sit near 0; methods differ in scale). Columns <code>latent_sd_max</code>, "
     f"<code>latent_sd_ratio</code>, <code>latent_sd_vs_dataset</code> and <code>latent_scale_flag</code> of "
@@ -142,12 +143,13 @@ def latent_scale_banner(runs: pd.DataFrame | None) -> str:
     if runs is None or "latent_scale_flag" not in runs.columns:
         return ""
     assessed = runs[runs["latent_scale_flag"].isin(["yes", "no"])]
+    unassessed = _latent_unassessed(runs)
     if assessed.empty:
-        return ""
+        return f"<p>Latent scale: {unassessed[0].lower()}{unassessed[1:]}</p>" if unassessed else ""
     flagged = assessed[assessed["latent_scale_flag"] == "yes"]
     if flagged.empty:
         return (f"<p>Latent scale: none of the {len(assessed)} assessed trained runs has a stretched latent "
-                f"space.</p>")
+                f"space.{' ' + unassessed if unassessed else ''}</p>")
     cols = [c for c in ["dataset", "method", "setting", "seed", "label_missing", "latent_sd_max", "latent_sd_ratio",
                         "latent_sd_vs_dataset"] if c in flagged.columns]
     methods = ", ".join(sorted(flagged["method"].unique()))
@@ -157,8 +159,21 @@ def latent_scale_banner(runs: pd.DataFrame | None) -> str:
             f"degenerate solution looks: sysVI (paper code) on Splatter common-3 had three such dimensions "
             f"and did not mix its systems at all. The scores of these runs describe those few directions; look at their UMAPs before "
             f"reading them. "
-            f'<details><summary>the runs</summary>{simple_table(flagged[cols], "latent-scale")}</details>'
-            f'<p class="rule">{LATENT_SCALE_RULE}</p></div>')
+            f'{unassessed} <details><summary>the runs</summary>{simple_table(flagged[cols], "latent-scale")}'
+            f'</details><p class="rule">{LATENT_SCALE_RULE}</p></div>')
+
+
+def _latent_unassessed(runs: pd.DataFrame) -> str:
+    """A sentence naming the datasets whose trained runs were not assessed (too few methods), or ""."""
+    if "latent_sd_max" not in runs.columns:
+        return ""
+    left = runs[runs["latent_sd_max"].notna() & ~runs["latent_scale_flag"].isin(["yes", "no"])]
+    if left.empty:
+        return ""
+    per = [f"{esc(str(d))} ({', '.join(esc(str(m)) for m in sorted(block['method'].unique()))})"
+           for d, block in left.groupby("dataset")]
+    return (f"Not assessed on {'; '.join(per)}: the rule compares a run with the other methods on its dataset and "
+            f"needs at least {LATENT_MIN_METHODS} methods with a trained embedding there; add methods to assess.")
 
 
 # ----------------------------------------------------------------------------- datasets

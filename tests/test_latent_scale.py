@@ -30,8 +30,9 @@ def test_few_stretched_dimensions_are_flagged_and_either_sign_alone_is_not():
     assert r.loc["sysvi", "latent_scale_flag"] == "yes"
     assert r.loc["sysvi", "latent_sd_max"] == pytest.approx(9.42)
     assert r.loc["sysvi", "latent_sd_ratio"] == pytest.approx(9.42 / 0.13)
-    # reference: median over methods of the largest sd = median(9.42, 3.74, 2.87, 2.87)
-    assert r.loc["sysvi", "latent_sd_vs_dataset"] == pytest.approx(9.42 / ((3.74 + 2.87) / 2))
+    # reference: median over the other methods of the largest sd = median(3.74, 2.87, 2.87)
+    assert r.loc["sysvi", "latent_sd_vs_dataset"] == pytest.approx(9.42 / 2.87)
+    assert r.loc["vamp", "latent_sd_vs_dataset"] == pytest.approx(2.87 / 3.74)
     # a few used dimensions at an ordinary scale, and a spread latent: not flagged
     assert r.loc["sysvi_scvitools", "latent_sd_ratio"] > latent_scale.WITHIN_RATIO
     assert set(r.loc[["sysvi_scvitools", "vamp", "cvae"], "latent_scale_flag"]) == {"no"}
@@ -39,6 +40,17 @@ def test_few_stretched_dimensions_are_flagged_and_either_sign_alone_is_not():
     wide = runs_table({"wide": [10 * v for v in SPREAD], "a": SPREAD, "b": FEW_USED}).set_index("method")
     assert wide.loc["wide", "latent_sd_vs_dataset"] > latent_scale.DATASET_RATIO
     assert wide.loc["wide", "latent_scale_flag"] == "no"
+
+
+def test_a_degenerate_run_is_not_its_own_reference():
+    """Measured on Splatter common-3 after 200 epochs (seed 0; iLISI: sysVI 0.00, VAMP 0.40, cVAE 0.75).
+    With sysVI's own 8.64 in the median it would sit at 1.99x (not flagged); against the other two, 3.2x."""
+    r = runs_table({"sysvi": [8.64, 6.24, 5.16, 0.15, 0.13, 0.13, 0.13, 0.12, 0.11, 0.11, 0.11, 0.1, 0.1, 0.1, 0.1],
+                    "vamp": [4.33, 4.03, 3.09, 2.98, 2.56, 2.15, 0.08, 0.07, 0.07, 0.06, 0.05, 0.05, 0.05, 0.04, 0.04],
+                    "cvae": [1.07, 1.05, 1.04, 1.04, 1.02, 1.02, 1.02, 1.02, 1.01, 1.01, 0.97, 0.36, 0.07, 0.05, 0.04]}
+                   ).set_index("method")
+    assert r.loc["sysvi", "latent_sd_vs_dataset"] == pytest.approx(8.64 / ((4.33 + 1.07) / 2))
+    assert list(r["latent_scale_flag"]) == ["yes", "no", "no"]
 
 
 def test_runs_without_a_usable_spread_and_datasets_with_too_few_methods_are_not_assessed():
@@ -68,6 +80,20 @@ def test_report_banner_lists_the_flagged_runs_or_says_none_is():
     calm = latent_scale_banner(runs_table({"a": SPREAD, "b": FEW_USED, "c": SPREAD}))
     assert "none of the 3 assessed trained runs" in calm and "warn" not in calm
     assert latent_scale_banner(runs.drop(columns=latent_scale.COLUMNS)) == ""
+
+
+def test_report_banner_names_datasets_with_too_few_methods_to_assess():
+    """sysVI and VAMP alone on a dataset: the rule needs >= 3 methods there, so the banner says the
+    runs were not assessed (and where) instead of saying nothing."""
+    from reports.trust import latent_scale_banner
+
+    pair = runs_table({"sysvi": DEGENERATE, "vamp": SPREAD}, dataset="sim_common3")
+    assert list(pair["latent_scale_flag"]) == ["", ""]
+    banner = latent_scale_banner(pair)
+    assert "Latent scale: not assessed on sim_common3 (sysvi, vamp)" in banner and "at least 3 methods" in banner
+    both = pd.concat([runs_table({"a": SPREAD, "b": FEW_USED, "c": SPREAD}), pair], ignore_index=True)
+    calm = latent_scale_banner(both)
+    assert "none of the 3 assessed trained runs" in calm and "Not assessed on sim_common3" in calm
 
 
 def test_aggregate_writes_latent_scale_and_base_setting_columns(tmp_path):
