@@ -81,11 +81,11 @@ def chance_accuracy(target_labels: np.ndarray, reference_labels: np.ndarray) -> 
     return float((target * ref.reindex(target.index, fill_value=0.0)).sum())
 
 
-def score_run(run, record: dict, reference: str, k: int) -> list[dict]:
+def score_run(run, record: dict, dataset: str, reference: str, k: int) -> list[dict]:
     """Rows of ``COLUMNS`` for one run file (read with metrics.run_inputs.read_run)."""
     from metrics.run_inputs import run_embedding
 
-    base = {key: record.get(key) for key in ("dataset", "method", "setting", "seed")}
+    base = {"dataset": dataset, **{key: record.get(key) for key in ("method", "setting", "seed")}}
     base.update(reference=reference, k=k)
     if record.get("status") != "ok":
         return [{**base, "status": "failed", "error": record.get("error") or "run failed"}]
@@ -93,7 +93,7 @@ def score_run(run, record: dict, reference: str, k: int) -> list[dict]:
     labels = run.obs["label"].astype(str).to_numpy()
     if reference not in set(batch):
         raise ValueError(f"label_transfer.reference {reference!r} is not a batch of dataset "
-                         f"{record.get('dataset')!r} (batches: {', '.join(sorted(set(batch)))}): set it to one of them")
+                         f"{dataset!r} (batches: {', '.join(sorted(set(batch)))}): set it to one of them")
     embedding, kind = run_embedding(run)
     rows = []
     for target in sorted(set(batch) - {reference}):
@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
         run, record = read_run(path)
         if record.get("label_missing"):
             continue  # hidden-label runs answer another question
-        rows += score_run(run, record, args.reference, args.k)
+        # the record names no dataset: runs/{dataset}/{method}/{setting}/seed{n}/run.h5ad does
+        rows += score_run(run, record, Path(path).parents[3].name, args.reference, args.k)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows, columns=COLUMNS).to_csv(out, sep="\t", index=False)
