@@ -55,3 +55,47 @@ def test_graph_votes_by_edge_weight_and_unassigned_without_reference_neighbour()
     graph[4, 2] = 1.0                     # target 4: only a target neighbour
     pred = transfer_by_graph(graph.tocsr(), labels, is_ref)
     assert list(pred) == ["A", "B", "unassigned"]
+
+
+def fake_run(emb, labels, is_ref, status="ok"):
+    import anndata as ad
+    import pandas as pd
+
+    obs = pd.DataFrame({"batch": np.where(is_ref, "RNA", "ATAC"), "label": labels},
+                       index=[f"c{i}" for i in range(labels.size)])
+    run = ad.AnnData(X=np.zeros((labels.size, 0), dtype=np.float32), obs=obs)
+    run.obsm["X_emb"] = emb.astype(np.float32)
+    return run, {"method": "m", "setting": "default", "seed": 0, "status": status, "error": "boom"}
+
+
+def test_score_run_rows_per_target_and_failed_runs():
+    from metrics.label_transfer import COLUMNS, score_run
+
+    emb, labels, is_ref = clusters()
+    run, record = fake_run(emb, labels, is_ref)
+    [row] = score_run(run, record, "d", "RNA", 15)
+    assert set(row) == set(COLUMNS)
+    assert (row["target"], row["n_reference"], row["n_target"], row["accuracy"]) == ("ATAC", 120, 120, 1.0)
+    assert row["chance_accuracy"] == pytest.approx(0.25)
+    [failed] = score_run(run, {**record, "status": "failed"}, "d", "RNA", 15)
+    assert failed["status"] == "failed" and failed["error"] == "boom"
+    with pytest.raises(ValueError, match="label_transfer.reference 'DNA' is not a batch"):
+        score_run(run, record, "d", "DNA", 15)
+
+
+def test_report_summary_and_figure():
+    import pandas as pd
+
+    from reports.label_transfer import fig_label_transfer, label_transfer_section, summary_table
+
+    rows = [{"dataset": "d", "method": m, "seed": s, "status": "ok", "reference": "RNA", "target": "ATAC",
+             "accuracy": acc + 0.01 * s, "macro_f1": acc, "chance_accuracy": 0.2, "error": ""}
+            for m, acc in (("a", 0.9), ("b", 0.5)) for s in (0, 1)]
+    table = pd.DataFrame(rows)
+    summary = summary_table(table)
+    assert list(summary["method"]) == ["a", "b"]
+    assert summary.loc[0, "d: RNA \u2192 ATAC accuracy"] == "0.905 \u00b1 0.007 (n=2)"
+    assert "Cross-modality label transfer" in label_transfer_section(table)
+    assert label_transfer_section(None) == ""
+    assert fig_label_transfer(table) is not None
+    assert fig_label_transfer(table.assign(status="failed")) is None
