@@ -20,6 +20,7 @@ from plotnine import (
     geom_col,
     geom_hline,
     geom_point,
+    geom_text,
     ggplot,
     labs,
     position_dodge,
@@ -28,7 +29,7 @@ from plotnine import (
     theme_bw,
 )
 
-from reports.figure_helpers import figure_size, is_empty
+from reports.figure_helpers import FAILED_COLOUR, figure_size, is_empty
 
 SCORES = ["accuracy", "macro_f1"]
 
@@ -40,22 +41,29 @@ def transfer_panel(label_transfer: pd.DataFrame) -> pd.Series:
 
 def fig_label_transfer(label_transfer: pd.DataFrame):
     """Accuracy and macro-F1 of transferred labels per method (bars: mean over seeds, points:
-    seeds), one panel per dataset x target modality; dashed line: chance accuracy."""
-    ok = label_transfer[label_transfer["status"] == "ok"] if not is_empty(label_transfer) else None
-    if is_empty(ok):
+    seeds), one panel per dataset x target modality; dashed line: chance accuracy. A method whose
+    every run failed is labelled "failed" at zero."""
+    if is_empty(label_transfer) or not (label_transfer["status"] == "ok").any():
         return None
-    ok = ok.assign(panel=transfer_panel(ok))
+    lt = label_transfer.assign(panel=transfer_panel(label_transfer))
+    ok = lt[lt["status"] == "ok"]
     long = ok.melt(id_vars=["panel", "method", "seed"], value_vars=SCORES, var_name="score")
-    means = long.groupby(["panel", "method", "score"], as_index=False)["value"].mean()
-    order = (ok.groupby("method")["accuracy"].mean().sort_values().index.tolist())
+    means = long.groupby(["panel", "method", "score"], as_index=False)["value"].mean().assign(status="ok")
+    failed = (lt[lt["status"] == "failed"].drop_duplicates(["panel", "method"])[["panel", "method"]]
+              .merge(means[["panel", "method"]].drop_duplicates(), how="left", indicator=True))
+    failed = failed[failed["_merge"] == "left_only"][["panel", "method"]]
+    means = pd.concat([means, failed.assign(score="accuracy", value=0.0, status="failed")], ignore_index=True)
+    order = lt.groupby("method")["accuracy"].mean().fillna(-1).sort_values().index.tolist()
     for df in (long, means):
         df["method"] = pd.Categorical(df["method"], order)
     chance = ok.groupby("panel", as_index=False)["chance_accuracy"].mean()
-    n_panels = ok["panel"].nunique()
+    n_panels = lt["panel"].nunique()
     dodge = position_dodge(width=0.8)
     return (ggplot(means, aes("method", "value", fill="score"))
             + geom_col(position=dodge, width=0.75)
             + geom_point(data=long, position=dodge, size=0.8, color="black", show_legend=False)
+            + geom_text(aes(label="status"), data=lambda d: d[d["status"] == "failed"], y=0.02, ha="left",
+                        color=FAILED_COLOUR, size=7)
             + geom_hline(aes(yintercept="chance_accuracy"), data=chance, linetype="dashed", color="grey")
             + facet_wrap("~panel", ncol=min(n_panels, 2))
             + scale_y_continuous(limits=(0, 1.02))
@@ -63,7 +71,7 @@ def fig_label_transfer(label_transfer: pd.DataFrame):
             + labs(x="", y="transferred labels vs truth (dashed: chance accuracy)", fill="")
             + theme_bw()
             + theme(figure_size=figure_size(min(n_panels, 2), int(np.ceil(n_panels / 2)), 3.4,
-                                            0.3 * ok["method"].nunique() + 0.9),
+                                            0.3 * lt["method"].nunique() + 0.9),
                     legend_position="bottom"))
 
 
