@@ -36,14 +36,16 @@ def optional_key(text: str) -> str | None:
 def scenario_name(text: str) -> str:
     """Validate ``--scenario`` up front (one argparse error line instead of a traceback)."""
     from datasets.simulate import parse_scenario
+    from datasets.simulate_modalities import MODALITY_SCENARIOS
     from datasets.simulate_systems import SYSTEM_SCENARIOS
 
-    if text in SYSTEM_SCENARIOS:
+    if text in SYSTEM_SCENARIOS or text in MODALITY_SCENARIOS:
         return text
     try:
         parse_scenario(text)
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"{err}; or a systems scenario: {', '.join(SYSTEM_SCENARIOS)}") from err
+        raise argparse.ArgumentTypeError(f"{err}; or a systems scenario: {', '.join(SYSTEM_SCENARIOS)}; or a "
+                                         f"modality scenario: {', '.join(MODALITY_SCENARIOS)}") from err
     return text
 
 
@@ -66,9 +68,14 @@ def read_h5ad(path: str):
 def cmd_simulate(args: argparse.Namespace) -> None:
     from datasets import write_h5ad_atomic
     from datasets.simulate import describe_cells, simulate
+    from datasets.simulate_modalities import MODALITY_SCENARIOS, describe_modalities, simulate_modalities
     from datasets.simulate_systems import SYSTEM_SCENARIOS, describe_systems, simulate_systems
 
-    if args.scenario in SYSTEM_SCENARIOS:  # --n-batches: batches in each of the two systems
+    if args.scenario in MODALITY_SCENARIOS:  # one RNA batch and one of the other modality (--n-batches unused)
+        adata = simulate_modalities(scenario=args.scenario, seed=args.seed, n_cells=args.n_cells,
+                                    n_genes=args.n_genes)
+        describe = describe_modalities
+    elif args.scenario in SYSTEM_SCENARIOS:  # --n-batches: batches in each of the two systems
         adata = simulate_systems(scenario=args.scenario, seed=args.seed, n_cells=args.n_cells,
                                  n_genes=args.n_genes, batches_per_system=args.n_batches)
         describe = describe_systems
@@ -157,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="Splatter-style simulation (ResPAN scenarios) -> raw h5ad")
     sim.add_argument("--scenario", type=scenario_name, default="baseline", help="Splatter: baseline, batch1-<p>, rare1-<p>, common-<k>; "
-                     "two systems: systems, systems-unique")
+                     "two systems: systems, systems-unique; two modalities: rna-atac, rna-spots")
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--n-cells", type=int, default=4000, help="cells before filtering, split over batches")
     sim.add_argument("--n-genes", type=int, default=10000)

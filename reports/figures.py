@@ -65,6 +65,7 @@ from reports.figures_claims import fig_claims
 from reports.figures_scaling import fig_scaling
 from reports.figures_sysvi import fig_sysvi_nmi_ilisi, fig_sysvi_sweep
 from reports.figures_training import fig_convergence, fig_loss_terms, not_converged_best
+from reports.label_transfer import fig_label_transfer
 from reports.missing_labels import missing_label_long
 from reports.selection import selection_lines
 from reports.tables import dataset_titles, metric_columns, metric_types
@@ -461,5 +462,7 @@ FIGURES: dict[str, tuple[Callable, str]] = {
     "convergence": (fig_convergence, "Training: reconstruction loss per epoch of every trained run, "
                                      "not-converged runs in red"),
     "claims": (fig_claims, "The papers' claims: per comparison, each seed's value of both sides (claim_tests.tsv)"),
+    "label_transfer": (fig_label_transfer, "Cross-modality label transfer: accuracy and macro-F1 per method and "
+                                           "target modality (DAVAE's task)"),
     "loss_terms": (fig_loss_terms, "Training: every loss term per epoch of each method's representative run"),
 }

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from reports.label_transfer import label_transfer_section
 from reports.render import FigureOutcome
 from reports.selection import selection_html
 from reports.trust import (
@@ -246,6 +247,7 @@ def build_html(tables: dict[str, pd.DataFrame], outcomes: list[FigureOutcome], c
 {unlabelled_note(tables.get("runs"))}{datasets_section(tables.get("batch_strength"))}</section>
 <section id="claims"><h2>The papers' claims, checked on this study</h2>
 {claims_section(tables.get("claims"))}</section>
+{label_transfer_section(tables.get("label_transfer"))}
 <section id="figures"><h2>Figures</h2>
 {figures}</section>
 <section id="failed"><h2>Failed runs</h2>

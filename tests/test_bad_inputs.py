@@ -211,8 +211,9 @@ def tiny_with(change) -> dict:
     (lambda c: c["datasets"]["sim_base"].update(registry="pancreas"), "datasets.sim_base"),
     (lambda c: c["scaling"].update(methods=["scvi"]), "scaling.methods"),
     (lambda c: c["datasets"]["sim_base"]["simulate"].update(n_cells="many"), "datasets.sim_base.simulate.n_cells"),
+    (lambda c: c.update(label_transfer={"reference": "Batch1", "datasets": ["sim_bse"]}), "label_transfer.datasets"),
 ], ids=["threads_0", "params_not_mapping", "dataset_unknown_method", "simulate_and_registry",
-        "scaling_method_not_in_study", "n_cells_not_int"])
+        "scaling_method_not_in_study", "n_cells_not_int", "label_transfer_unknown_dataset"])
 def test_more_config_errors_name_the_key(tmp_path, change, needle):
     res = dry_run(tmp_path, tiny_with(change))
     assert res.returncode != 0

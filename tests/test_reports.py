@@ -223,6 +223,15 @@ def make_checks() -> dict[str, pd.DataFrame]:
     return {"batch_strength": strength, "claims": claims, "claim_tests": tests}
 
 
+def make_label_transfer(runs: pd.DataFrame, rng) -> pd.DataFrame:
+    """label_transfer.tsv of the fully labelled runs (one target batch, failed runs kept)."""
+    lt = runs[runs["label_missing"] == 0][["dataset", "method", "setting", "seed", "status", "error"]].copy()
+    ok = lt["status"] == "ok"
+    acc = np.where(ok, rng.uniform(0.3, 1.0, len(lt)), np.nan)
+    return lt.assign(representation=np.where(ok, "embedding", ""), reference="Batch1", target="Batch2",
+                     n_reference=500, n_target=500, k=15, accuracy=acc, macro_f1=acc - 0.05, chance_accuracy=0.15)
+
+
 def write_small_tables(out: Path) -> Path:
     """Write every table of a small study into ``out/tables`` and return that folder."""
     rng = np.random.default_rng(0)
@@ -247,6 +256,7 @@ def write_small_tables(out: Path) -> Path:
     summary.to_csv(tables / "summary.tsv", sep="\t", index=False)
     make_scaling(rng).to_csv(tables / "scaling.tsv", sep="\t", index=False)
     lisi.to_csv(tables / "lisi_percell.tsv.gz", sep="\t", index=False)
+    make_label_transfer(runs, rng).to_csv(tables / "label_transfer.tsv", sep="\t", index=False)
     umap.to_csv(tables / "umap.tsv.gz", sep="\t", index=False)
     return tables
 

@@ -87,6 +87,11 @@ def _validate_config(cfg):
         workflow.local_exec,
         job_resources.local_gpu(),
     )
+    for name in (cfg.get("label_transfer") or {}).get("datasets", []):
+        if name not in cfg["datasets"]:
+            _config_error(
+                f"label_transfer.datasets: '{name}' is not in the datasets section"
+            )
     for name, ds in cfg["datasets"].items():
         for m in ds.get("methods", []):
             if m not in cfg["methods"]:
@@ -281,7 +286,20 @@ def all_targets():
     targets += [f"{OUT}/tables/best.tsv", f"{OUT}/report.html", f"{OUT}/claims.md"]
     if config.get("scaling"):
         targets.append(f"{OUT}/tables/scaling.tsv")
+    if config.get("label_transfer"):
+        targets.append(f"{OUT}/tables/label_transfer.tsv")
     return targets
+
+
+def label_transfer_runs():
+    """Run files of the cross-modality task's datasets (config label_transfer.datasets)."""
+    chosen = config["label_transfer"].get("datasets") or list(config["datasets"])
+    return [
+        f"{run_dir(d, m, s, seed)}/run.h5ad"
+        for d in chosen
+        for m in dataset_methods(d)
+        for s, seed in runs_of(d, m)
+    ]
 
 
 STRICT_FLAG = "--strict" if config["strict"] else ""
@@ -520,4 +538,6 @@ def report_inputs(wildcards):
             "claim_tests.tsv",
         )
     ]
+    if config.get("label_transfer"):
+        tables.append(f"{OUT}/tables/label_transfer.tsv")
     return tables

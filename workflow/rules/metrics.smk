@@ -78,3 +78,24 @@ rule aggregate:
     shell:
         "python -m metrics.aggregate tables --metrics {input.metrics:q} "
         "--tables {params.tables:q} --selection {params.selection} > {log:q} 2>&1"
+
+
+if config.get("label_transfer"):
+
+    rule label_transfer:
+        # DAVAE's cross-modality task: reference labels transferred by kNN in each run's
+        # integrated space (metrics/label_transfer.py)
+        input:
+            runs=label_transfer_runs(),
+        output:
+            f"{OUT}/tables/label_transfer.tsv",
+        log:
+            f"{OUT}/logs/label_transfer.log",
+        conda:
+            "../../envs/metrics.yaml"
+        params:
+            reference=shlex.quote(config["label_transfer"]["reference"]),
+            k=config["label_transfer"].get("k", 15),
+        shell:
+            "python -m metrics.label_transfer --runs {input.runs:q} --reference {params.reference} "
+            "--k {params.k} --out {output:q} > {log:q} 2>&1"
