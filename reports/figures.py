@@ -66,6 +66,7 @@ from reports.figures_scaling import fig_scaling
 from reports.figures_sysvi import fig_sysvi_nmi_ilisi, fig_sysvi_sweep
 from reports.figures_training import fig_convergence, fig_loss_terms, not_converged_best
 from reports.missing_labels import missing_label_long
+from reports.search import fig_search_trajectory
 from reports.selection import selection_lines
 from reports.tables import dataset_titles, metric_columns, metric_types
 
@@ -462,4 +463,5 @@ FIGURES: dict[str, tuple[Callable, str]] = {
                                      "not-converged runs in red"),
     "claims": (fig_claims, "The papers' claims: per comparison, each seed's value of both sides (claim_tests.tsv)"),
     "loss_terms": (fig_loss_terms, "Training: every loss term per epoch of each method's representative run"),
+    "search_trajectory": (fig_search_trajectory, "Adaptive search vs grid: best fixed score after n runs"),
 }

@@ -116,9 +116,7 @@ def integrate_mem_mb(wildcards, input, attempt):
 
 def integrate_runtime(wildcards, input, attempt):
     cells, _ = data_size(input.data, wildcards.dataset)
-    params = method_params(
-        wildcards.method, SETTING_INDEX[(wildcards.method, wildcards.setting)][0]
-    )
+    params = method_params(wildcards.method, setting_params(wildcards)[0])
     return job_resources.integrate_runtime(wildcards.method, cells, params, attempt)
 
 
