@@ -107,8 +107,9 @@ def search_section(search: pd.DataFrame | None, figure: str, table_html) -> str:
         return ""
     intro = ("<p>Each method with a <code>search:</code> block: its grid and an Optuna TPE search (seeded, in "
              "rounds; each round's settings chosen from the scores of the rounds before) over the same space, "
-             "every trial a normal run. Both are scored with one fixed score, 0.6 &times; mean(raw bio metrics) "
-             "+ 0.4 &times; mean(raw batch metrics) (scIB's unscaled overall, the study's bio weight), not the "
+             "every trial a normal run. Both are scored with one fixed score, w &times; mean(raw bio metrics) "
+             "+ (1 &minus; w) &times; mean(raw batch metrics) with w the study's bio_weight (0.6 unless set; scIB's "
+             "unscaled overall), not the "
              "within-method scaled overall of scores.tsv, which moves as runs are added. Compared at equal run "
              "counts (runs = settings &times; seeds).</p>")
     return (f'<section id="search"><h2>Adaptive search beside the grids</h2>{intro}'
