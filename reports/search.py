@@ -21,7 +21,7 @@ from plotnine import (
     theme_bw,
 )
 
-from reports.figure_helpers import figure_size, is_empty
+from reports.figure_helpers import FAILED_COLOUR, figure_size, is_empty
 
 FIXED = ["dataset", "method", "arm", "round", "trial", "setting", "n_seeds", "n_failed", "score", "best_so_far",
          "runs"]
@@ -79,11 +79,14 @@ def _same(a, b) -> bool:
 
 def fig_search_trajectory(search: pd.DataFrame):
     """Best fixed score so far vs runs, grid in its order and search by trial, per dataset x
-    method; points = each trial's own score, dashed line = the grid's best."""
+    method; points = each trial's own score, red crosses at the panel's lowest score = trials
+    whose runs all failed, dashed line = the grid's best."""
     if is_empty(search) or search["score"].notna().sum() == 0:
         return None
     df = search.copy()
     df["panel"] = df["dataset"].astype(str) + " / " + df["method"].astype(str)
+    df["status"] = np.where(df["score"].isna(), "failed", "ok")
+    df["shown"] = df["score"].fillna(df.groupby("panel")["score"].transform("min"))
     grid_best = (df[df["arm"] == "grid"].groupby("panel", as_index=False)["score"].max()
                  .rename(columns={"score": "grid_best"}))
     n_panels = df["panel"].nunique()
@@ -91,8 +94,10 @@ def fig_search_trajectory(search: pd.DataFrame):
     width, height = figure_size(ncol, int(np.ceil(n_panels / ncol)), col_w=4.2, row_h=3.2)
     return (ggplot(df, aes("runs", "best_so_far", colour="arm"))
             + geom_hline(grid_best, aes(yintercept="grid_best"), linetype="dashed", colour=ARM_COLOURS["grid"])
-            + geom_point(aes(y="score"), data=df[df["score"].notna()], alpha=0.45, size=2)
-            + geom_step(size=1.1, direction="hv")
+            + geom_point(aes(y="shown"), data=df[df["status"] == "ok"], alpha=0.45, size=2)
+            + geom_point(aes(y="shown"), data=df[df["status"] == "failed"], shape="x", size=3,
+                         colour=FAILED_COLOUR)
+            + geom_step(data=df[df["best_so_far"].notna()], size=1.1, direction="hv")
             + facet_wrap("panel", ncol=ncol, scales="free_y")
             + scale_colour_manual(values=ARM_COLOURS)
             + scale_x_continuous(breaks=lambda lims: range(1, int(lims[1]) + 1))
