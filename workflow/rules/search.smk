@@ -110,12 +110,19 @@ if RUN_SCORED_DATASETS:
     ruleorder: metrics_search > metrics_run
 
 
+def grid_metrics_files(dataset, method):
+    """The scores of the grid's fully labelled runs, in the grid's order (the search's twin)."""
+    return [
+        f"{run_dir(dataset, method, s, seed)}/metrics.json"
+        for s, seed in runs_of(dataset, method)
+        if SETTING_INDEX[(method, s)][1] == 0
+    ]
+
+
 def search_table_blocks():
     blocks = [
         {
-            "grid_metrics": [
-                f"{run_dir(d, m, s, seed)}/metrics.json" for s, seed in runs_of(d, m)
-            ],
+            "grid_metrics": grid_metrics_files(d, m),
             "rounds": [round_file(d, m, k) for k in range(1, SEARCH[m].rounds + 1)],
         }
         for d, m in search_blocks()
@@ -125,11 +132,7 @@ def search_table_blocks():
 
 rule search_table:
     input:
-        grid=[
-            f"{run_dir(d, m, s, seed)}/metrics.json"
-            for d, m in search_blocks()
-            for s, seed in runs_of(d, m)
-        ],
+        grid=[f for d, m in search_blocks() for f in grid_metrics_files(d, m)],
         trials=lambda wildcards: search_trial_files("metrics.json"),
     output:
         f"{OUT}/tables/search.tsv",
