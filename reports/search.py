@@ -61,6 +61,11 @@ def comparison(search: pd.DataFrame) -> pd.DataFrame:
             row[f"{name} best"] = "" if best is None else params_text(best, params)
             row[f"{name} score"] = np.nan if best is None else best["score"]
             row[f"{name}: runs to its best"] = np.nan if best is None else best["runs"]
+        # the grid's order is the config's, arbitrary: in a random order its best (one of m tied
+        # settings among n) comes on average at setting (n + 1) / (m + 1)
+        ties = int((grid["score"] >= row["grid score"] - TOLERANCE).sum()) if g is not None else 0
+        row["grid: runs to its best, random order (mean)"] = (
+            np.nan if g is None else (len(grid) + 1) / (ties + 1) * g["n_seeds"])
         reached = found[found["score"] >= row["grid score"] - TOLERANCE] if g is not None else found.iloc[:0]
         row["search: runs to the grid's best score"] = reached["runs"].min() if len(reached) else np.nan
         row["search found the grid's best setting"] = (

@@ -131,6 +131,7 @@ def test_report_compares_grid_and_search_at_equal_runs():
     row = comparison(search_tsv()).iloc[0]
     assert row["grid best"] == "cycle_weight=10, kl_weight=5" == row["search best"]
     assert row["runs each"] == 4 and row["grid: runs to its best"] == 4
+    assert row["grid: runs to its best, random order (mean)"] == pytest.approx(2.5)
     assert row["search: runs to the grid's best score"] == 2
     assert row["search found the grid's best setting"] == "yes"
 
