@@ -67,6 +67,7 @@ from reports.figures_sysvi import fig_sysvi_nmi_ilisi, fig_sysvi_sweep
 from reports.figures_training import fig_convergence, fig_loss_terms, not_converged_best
 from reports.label_transfer import fig_label_transfer
 from reports.missing_labels import missing_label_long
+from reports.search import fig_search_trajectory
 from reports.selection import selection_lines
 from reports.tables import dataset_titles, metric_columns, metric_types
 
@@ -465,4 +466,5 @@ FIGURES: dict[str, tuple[Callable, str]] = {
     "label_transfer": (fig_label_transfer, "Cross-modality label transfer: accuracy and macro-F1 per method and "
                                            "target modality (DAVAE's task)"),
     "loss_terms": (fig_loss_terms, "Training: every loss term per epoch of each method's representative run"),
+    "search_trajectory": (fig_search_trajectory, "Adaptive search vs grid: best fixed score after n runs"),
 }

@@ -55,7 +55,7 @@ def test_every_rule_has_a_conda_env_and_a_log():
 
 # --- every module a rule's command imports is installed by that rule's env ------------------------
 
-PROJECT_PACKAGES = {"methods", "datasets", "metrics", "reports", "cellgraph", "guards"}
+PROJECT_PACKAGES = {"methods", "datasets", "metrics", "reports", "cellgraph", "guards", "search"}
 
 
 GUARD_TEST = re.compile(r"find_spec|sys\.modules")

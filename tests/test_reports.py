@@ -258,7 +258,21 @@ def write_small_tables(out: Path) -> Path:
     lisi.to_csv(tables / "lisi_percell.tsv.gz", sep="\t", index=False)
     make_label_transfer(runs, rng).to_csv(tables / "label_transfer.tsv", sep="\t", index=False)
     umap.to_csv(tables / "umap.tsv.gz", sep="\t", index=False)
+    make_search().to_csv(tables / "search.tsv", sep="\t", index=False)
     return tables
+
+
+def make_search() -> pd.DataFrame:
+    """search.tsv of a 2 x 2 grid and a 4-trial search whose second trial failed."""
+    rows = []
+    for arm, scores in (("grid", [0.3, 0.5, 0.4, 0.6]), ("search", [0.4, None, 0.6, 0.45])):
+        best = np.nan
+        for i, (score, (cw, kl)) in enumerate(zip(scores, [(2, 1), (2, 5), (10, 1), (10, 5)]), start=1):
+            best = best if score is None else np.nanmax([best, score])
+            rows.append({"dataset": "sim_a", "method": "sysvi", "arm": arm, "round": np.nan if arm == "grid" else i,
+                         "trial": i, "setting": f"{arm}-{i}", "cycle_weight": cw, "kl_weight": kl, "n_seeds": 1,
+                         "n_failed": int(score is None), "score": score, "best_so_far": best, "runs": i})
+    return pd.DataFrame(rows)
 
 
 def is_png(path: Path) -> bool:

@@ -27,6 +27,7 @@ from methods.settings import (
     expand_settings,
     with_label_missing,
 )  # noqa: E402
+from search.plan import is_trial_setting, search_plan  # noqa: E402
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -200,6 +201,38 @@ SETTINGS = _settings()  # method -> [(setting, params, label_missing)]
 SETTING_INDEX = {(m, s): (p, lm) for m, rows in SETTINGS.items() for s, p, lm in rows}
 
 
+def _search_plans():
+    out = {}
+    for method, section in config["methods"].items():
+        try:
+            plan = search_plan(method, section)
+        except ConfigError as exc:
+            _config_error(str(exc))
+        if plan:
+            out[method] = plan
+    return out
+
+
+SEARCH = _search_plans()  # method -> search.plan.SearchPlan (rules/search.smk)
+
+
+def setting_params(wildcards):
+    """(params, label_missing) of a run: a grid setting's, or a search trial's from its round file
+    (the round's checkpoint wrote it before any job asked for the trial's run)."""
+    if not is_trial_setting(wildcards.setting):
+        return SETTING_INDEX[(wildcards.method, wildcards.setting)]
+    for path in sorted(
+        Path(f"{OUT}/search/{wildcards.dataset}/{wildcards.method}").glob("round*.json")
+    ):
+        for trial in json.loads(path.read_text())["trials"]:
+            if trial["setting"] == wildcards.setting:
+                return trial["params"], 0.0
+    raise WorkflowError(
+        f"{wildcards.setting}: no round file of the search of {wildcards.method} on "
+        f"{wildcards.dataset} names this trial ({OUT}/search/{wildcards.dataset}/{wildcards.method})"
+    )
+
+
 def dataset_methods(dataset):
     subset = config["datasets"][dataset].get("methods")
     return [m for m in config["methods"] if subset is None or m in subset]
@@ -262,12 +295,12 @@ def method_env(wildcards):
 
 
 def run_params(wildcards):
-    params, _ = SETTING_INDEX[(wildcards.method, wildcards.setting)]
+    params, _ = setting_params(wildcards)
     return shlex.quote(json.dumps(params, sort_keys=True))
 
 
 def run_label_missing(wildcards):
-    return SETTING_INDEX[(wildcards.method, wildcards.setting)][1]
+    return setting_params(wildcards)[1]
 
 
 # the command line that runs this study, for the pages that name it
@@ -288,6 +321,8 @@ def all_targets():
         targets.append(f"{OUT}/tables/scaling.tsv")
     if config.get("label_transfer"):
         targets.append(f"{OUT}/tables/label_transfer.tsv")
+    if SEARCH:
+        targets.append(f"{OUT}/tables/search.tsv")
     return targets
 
 
@@ -425,6 +460,24 @@ METRICS_SHELL = (
 )
 
 
+# what the tables step (and the search's objective) reads of the config: metric set, bio weight,
+# selection rules
+SELECTION_JSON = shlex.quote(
+    json.dumps(
+        {
+            **config["selection"],
+            **config["metrics"],
+            "datasets": {
+                name: ds["selection"]
+                for name, ds in config["datasets"].items()
+                if ds.get("selection")
+            },
+        },
+        sort_keys=True,
+    )
+)
+
+
 def metrics_options_json():
     return shlex.quote(json.dumps(METRIC_OPTIONS, sort_keys=True))
 
@@ -529,6 +582,8 @@ def report_inputs(wildcards):
     ]
     if config.get("scaling"):
         tables.append(f"{OUT}/tables/scaling.tsv")
+    if SEARCH:
+        tables.append(f"{OUT}/tables/search.tsv")
     tables += [
         f"{OUT}/tables/{t}"
         for t in (

@@ -86,6 +86,20 @@ def check_plan_sizes():
                     genes,
                     source,
                 )
+            # a search's values too: a listed value or the top of a range
+            space = SEARCH[method].space if method in SEARCH else {}
+            for name, dim in space.items():
+                for value in dim if isinstance(dim, list) else [dim["high"]]:
+                    _checked(
+                        study_config.check_components,
+                        method,
+                        f"search space {name}",
+                        {name: value},
+                        dataset,
+                        cells,
+                        genes,
+                        source,
+                    )
     if SCALING:
         cells, _, source = known_size(SCALING["dataset"])
         sizes = {"": SCALING["sizes"], **SCALING.get("method_sizes", {})}
@@ -116,9 +130,7 @@ def integrate_mem_mb(wildcards, input, attempt):
 
 def integrate_runtime(wildcards, input, attempt):
     cells, _ = data_size(input.data, wildcards.dataset)
-    params = method_params(
-        wildcards.method, SETTING_INDEX[(wildcards.method, wildcards.setting)][0]
-    )
+    params = method_params(wildcards.method, setting_params(wildcards)[0])
     return job_resources.integrate_runtime(wildcards.method, cells, params, attempt)
 
 

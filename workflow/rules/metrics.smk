@@ -43,8 +43,10 @@ if RUN_SCORED_DATASETS:
 
 rule aggregate:
     input:
-        metrics=all_metrics_files(),
-        runs=all_run_files(),
+        # the search trials' runs are known once their rounds are asked (rules/search.smk)
+        metrics=lambda wildcards: all_metrics_files()
+        + search_trial_files("metrics.json"),
+        runs=lambda wildcards: all_run_files() + search_trial_files("run.h5ad"),
     output:
         runs=f"{OUT}/tables/runs.tsv",
         metrics=f"{OUT}/tables/metrics.tsv",
@@ -61,20 +63,7 @@ rule aggregate:
         "../../envs/metrics.yaml"
     params:
         tables=lambda wildcards, output: os.path.dirname(output.runs),
-        selection=shlex.quote(
-            json.dumps(
-                {
-                    **config["selection"],
-                    **config["metrics"],
-                    "datasets": {
-                        name: ds["selection"]
-                        for name, ds in config["datasets"].items()
-                        if ds.get("selection")
-                    },
-                },
-                sort_keys=True,
-            )
-        ),
+        selection=SELECTION_JSON,
     shell:
         "python -m metrics.aggregate tables --metrics {input.metrics:q} "
         "--tables {params.tables:q} --selection {params.selection} > {log:q} 2>&1"
