@@ -518,6 +518,7 @@ def report_inputs(wildcards):
             "batch_strength.tsv",
             "claims.tsv",
             "claim_tests.tsv",
+            "novel_type.tsv",
         )
     ]
     return tables
