@@ -66,6 +66,7 @@ from reports.figures_scaling import fig_scaling
 from reports.figures_sysvi import fig_sysvi_nmi_ilisi, fig_sysvi_sweep
 from reports.figures_training import fig_convergence, fig_loss_terms, not_converged_best
 from reports.missing_labels import missing_label_long
+from reports.novel_type import fig_novel_type
 from reports.selection import selection_lines
 from reports.tables import dataset_titles, metric_columns, metric_types
 
@@ -461,5 +462,7 @@ FIGURES: dict[str, tuple[Callable, str]] = {
     "convergence": (fig_convergence, "Training: reconstruction loss per epoch of every trained run, "
                                      "not-converged runs in red"),
     "claims": (fig_claims, "The papers' claims: per comparison, each seed's value of both sides (claim_tests.tsv)"),
+    "novel_type": (fig_novel_type, "Held-out novel cell type: own-cluster F1/ARI, separation, iLISI, held out "
+                                   "vs after training on with it (novel_type.tsv)"),
     "loss_terms": (fig_loss_terms, "Training: every loss term per epoch of each method's representative run"),
 }

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from reports.novel_type import novel_section_html
 from reports.render import FigureOutcome
 from reports.selection import selection_html
 from reports.trust import (
@@ -237,7 +238,7 @@ def build_html(tables: dict[str, pd.DataFrame], outcomes: list[FigureOutcome], c
 <h1>{html.escape(title)}</h1>
 <p>Generated {generated}.</p>
 <nav><a href="#study">Study</a><a href="#datasets">Datasets</a><a href="#claims">Claims</a>
-<a href="#figures">Figures</a><a href="#failed">Failed runs</a>
+<a href="#figures">Figures</a><a href="#novel">Novel type</a><a href="#failed">Failed runs</a>
 <a href="#tables">Tables</a><a href="#config">Config</a><a href="#versions">Versions</a></nav>
 <section id="study"><h2>Study</h2><table>{header}</table>
 {convergence_banner(tables.get("runs"))}{latent_scale_banner(tables.get("runs"))}{claims_summary(tables.get("claims"))}{reference_notes(tables.get("runs"))}
@@ -248,6 +249,8 @@ def build_html(tables: dict[str, pd.DataFrame], outcomes: list[FigureOutcome], c
 {claims_section(tables.get("claims"))}</section>
 <section id="figures"><h2>Figures</h2>
 {figures}</section>
+<section id="novel"><h2>Held-out novel cell type</h2>
+{novel_section_html(tables.get("novel_type"), table_html)}</section>
 <section id="failed"><h2>Failed runs</h2>
 {failed_runs_html(tables)}</section>
 <section id="tables"><h2>Tables</h2><p>Click a column header to sort.</p>

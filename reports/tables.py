@@ -25,6 +25,7 @@ TABLE_FILES: dict[str, str] = {
     "claims": "claims.tsv",
     "claim_tests": "claim_tests.tsv",
     "batch_strength": "batch_strength.tsv",
+    "novel_type": "novel_type.tsv",
 }
 
 # the columns each figure relies on; the rest of a table is passed through untouched
@@ -41,12 +42,14 @@ REQUIRED_COLUMNS: dict[str, list[str]] = {
     "claims": ["claim_id", "paper", "figure", "quote", "claim", "dataset", "rule", "numbers", "verdict", "why"],
     "claim_tests": ["claim_id", "dataset", "metric", "method_a", "method_b", "p_adj"],
     "batch_strength": ["dataset", "separation", "n_shared_types", "note"],
+    "novel_type": ["dataset", "method", "setting", "seed", "status", "novel_label", "finetune_epochs", "n_novel"],
 }
 
 # identifiers are always strings (a setting slug "1" must not become the number 1)
 STRING_COLUMNS = ["dataset", "method", "setting", "base_setting", "best_setting", "status", "error", "device",
                   "metric", "metric_type", "representative_run", "run_path", "converged", "learned",
-                  "latent_scale_flag", "term", "setting_a", "setting_b", "values_a", "values_b"]
+                  "latent_scale_flag", "term", "setting_a", "setting_b", "values_a", "values_b",
+                  "novel_label", "nearest_type", "top_called_label"]
 # in the umap table batch and label are categories; elsewhere "batch" is the batch score
 UMAP_STRING_COLUMNS = ["batch", "label", "cell"]
 

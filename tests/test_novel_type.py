@@ -71,3 +71,36 @@ def test_bad_novel_parameters_are_named(sim_small):
         integrate("davae", sim_small.copy(), novel_label="NoSuchType")
     with pytest.raises(ParamError, match="needs a novel_label"):
         integrate("davae", sim_small.copy(), novel_finetune_epochs=3)
+
+
+def constructed(novel_apart: bool, seed=0):
+    """Three seen types (blobs) and a novel type of 60 cells: a blob of its own far from them, or
+    drawn inside seen type A's blob; two batches mixed within every type."""
+    rng = np.random.default_rng(seed)
+    centres = {"A": [0, 0], "B": [20, 0], "C": [0, 20], "N": [20, 20] if novel_apart else [0, 0]}
+    sizes = {"A": 150, "B": 150, "C": 150, "N": 60}
+    labels = np.concatenate([[t] * n for t, n in sizes.items()])
+    emb = np.concatenate([rng.normal(centres[t], 1.0, (n, 2)) for t, n in sizes.items()])
+    batches = rng.choice(["b1", "b2"], labels.size)
+    return emb, labels, batches
+
+
+def test_novel_scores_a_separate_cluster_near_one_and_a_merged_type_low():
+    from metrics.novel_type import score
+
+    apart = score(*constructed(True), "N", predicted=np.array(["A"] * 510))
+    merged = score(*constructed(False), "N")
+    assert apart["f1_own_cluster"] > 0.95 and apart["ari_own_cluster"] > 0.95
+    assert apart["separation"] > 5 and apart["nearest_type"] in {"B", "C"}
+    assert merged["f1_own_cluster"] < 0.6 and merged["separation"] < 0.5 and merged["nearest_type"] == "A"
+    assert apart["ilisi_novel"] > 0.8  # batches drawn at random within the novel type: well mixed
+    assert apart["called_known"] == 1.0 and apart["top_called_label"] == "A" and apart["top_called_share"] == 1.0
+    assert "called_known" not in merged
+
+
+def test_novel_ilisi_low_when_the_type_is_split_by_batch():
+    from metrics.novel_type import novel_ilisi
+
+    lisi = np.array([1.0] * 10 + [2.0] * 10)
+    assert novel_ilisi(lisi, np.arange(20) < 10, 2) == 0.0
+    assert novel_ilisi(lisi, np.arange(20) >= 10, 2) == 1.0
