@@ -198,21 +198,33 @@ class DAVAETrainer:
         check_finite(self.history.end_epoch(), epoch)
 
 
+def train(model: DACVAE, X: torch.Tensor, b_oh: torch.Tensor, b_codes: torch.Tensor, weight: torch.Tensor,
+          p: dict[str, Any], epochs: int, gen: torch.Generator) -> tuple[dict[str, list[float]], int]:
+    """Train in place for ``epochs`` on every row of X (a fresh ``DAVAETrainer``: one Keras-default
+    Adam); returns the loss history and the number of minibatches skipped for holding no reference cell."""
+    from methods.nn.training import progress
+
+    trainer = DAVAETrainer(model, X, b_codes, b_oh, weight, p, gen)
+    model.train()
+    for epoch in progress(range(1, epochs + 1), "davae", total=epochs):
+        for idx in trainer.epoch_minibatches():
+            trainer.step(idx)
+        trainer.end_epoch(epoch)
+    return trainer.history.as_dict(), trainer.skipped
+
+
 def integrate(adata, *, batch_key, label_key, params, seed, device) -> IntegrationResult:
-    from methods.nn.training import (
-        encode_in_batches,
-        one_hot,
-        pick_device,
-        progress,
-        seed_all,
-        to_device_tensor,
-    )
+    """DAVAE embedding (posterior means); labels are used only to hold out a novel type
+    (``novel_label``, methods/novel.py: its cells train only in the continuation)."""
+    from methods.nn.training import encode_in_batches, one_hot, pick_device, seed_all, to_device_tensor
+    from methods.novel import join_histories, split
 
     p = _check_params(params)
     if "counts" not in adata.layers:
         raise ValueError("davae needs raw counts in layers['counts'] (missing)")
     if batch_key not in adata.obs:
         raise ValueError(f"obs['{batch_key}'] (batch) is missing")
+    novel = split(adata, label_key, params, "davae", keep_keys=(batch_key,))
     batch = adata.obs[batch_key]
     if not hasattr(batch, "cat"):
         batch = batch.astype(str).astype("category")
@@ -233,16 +245,18 @@ def integrate(adata, *, batch_key, label_key, params, seed, device) -> Integrati
     weight = (b_codes == cats.index(reference)).to(torch.float32)
     model = DACVAE(X.shape[1], len(cats), p["hidden_layers"], p["n_latent"], p["dropout"],
                    p["classifier_dropout"]).to(dev)
-    trainer = DAVAETrainer(model, X, b_codes, b_oh, weight, p, gen)
+    # the first phase's cells: all, or all but the held-out type (a view then, not a copy)
+    seen = torch.as_tensor(np.flatnonzero(novel.seen), device=dev) if novel.active else slice(None)
     t0 = time.perf_counter()
-    model.train()
-    for epoch in progress(range(1, p["epochs"] + 1), "davae", total=p["epochs"]):
-        for idx in trainer.epoch_minibatches():
-            trainer.step(idx)
-        trainer.end_epoch(epoch)
+    history, skipped = train(model, X[seen], b_oh[seen], b_codes[seen], weight[seen], p, p["epochs"], gen)
+    epochs = p["epochs"]
+    if novel.finetune_epochs:
+        more, more_skipped = train(model, X, b_oh, b_codes, weight, p, novel.finetune_epochs, gen)
+        history, epochs, skipped = join_histories(history, more), epochs + novel.finetune_epochs, skipped + more_skipped
     train_s = time.perf_counter() - t0
     emb = encode_in_batches(lambda x, b: model.encode(x, b)[0], X, b_oh, module=model)
-    return IntegrationResult(
-        embedding=emb, loss_history=trainer.history.as_dict(), epochs=p["epochs"],
-        extra={"train_s": train_s, "s_per_epoch": train_s / p["epochs"], "reference_batch": reference,
-               "skipped_minibatches": trainer.skipped, "device": str(dev)})
+    extra = {"train_s": train_s, "s_per_epoch": train_s / epochs, "reference_batch": reference,
+             "skipped_minibatches": skipped, "device": str(dev)}
+    if novel.active:
+        extra["novel"] = novel.record()
+    return IntegrationResult(embedding=emb, loss_history=history, epochs=epochs, extra=extra)

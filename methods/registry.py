@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -122,6 +122,15 @@ METHODS: dict[str, MethodSpec] = {
     # --- end of methods ---
 }
 
+# Held-out novel cell type (methods/novel.py): the methods whose trained network embeds cells it
+# never saw. Not iMAP (the imap package trains and transforms in one call on the cells it is
+# given) nor scvi-tools' SysVI (the torch sysVI family is this benchmark's sysVI).
+NOVEL_PARAMS: dict[str, Any] = {"novel_label": None, "novel_finetune_epochs": 0}
+NOVEL_METHODS = ("cvae", "vamp", "cyc", "sysvi", "adv", "sccraft", "scdreamer", "scdreamer_sup", "davae",
+                 "scvi", "scanvi")
+for _name in NOVEL_METHODS:
+    METHODS[_name] = replace(METHODS[_name], defaults={**METHODS[_name].defaults, **NOVEL_PARAMS})
+
 
 def get(name: str) -> MethodSpec:
     try:
@@ -153,6 +162,12 @@ def merge_params(name: str, params: dict[str, Any] | None) -> dict[str, Any]:
     spec = get(name)
     params = dict(params or {})
     unknown = sorted(set(params) - set(spec.defaults))
+    if set(unknown) & set(NOVEL_PARAMS):
+        from methods.base import ParamError
+
+        raise ParamError(f"method '{name}' cannot hold out a novel cell type ({', '.join(set(unknown) & set(NOVEL_PARAMS))}): "
+                         "it has no trained network that embeds cells it was not fitted on; methods that can: "
+                         f"{', '.join(NOVEL_METHODS)}")
     if unknown:
         raise KeyError(
             f"method '{name}' has no parameter(s) {', '.join(unknown)}; "

@@ -316,14 +316,16 @@ class SCCRAFTTrainer:
 def train(vae: SCCRAFTVAE, disc: nn.Module, X: torch.Tensor, batch: torch.Tensor, low: torch.Tensor,
           high: torch.Tensor, p: dict[str, Any], epochs: int, generator: torch.Generator,
           triplet_generator: torch.Generator, train_idx: torch.Tensor | None = None,
-          heldout_idx: torch.Tensor | None = None) -> dict[str, list[float]]:
+          heldout_idx: torch.Tensor | None = None, first_epoch: int = 0) -> dict[str, list[float]]:
     """Train in place on ``train_idx`` (default every cell); returns the loss history {term:
-    [per-epoch mean]}, with the held-out reconstruction when ``heldout_idx`` is given."""
+    [per-epoch mean]}, with the held-out reconstruction when ``heldout_idx`` is given.
+    ``first_epoch``: epochs trained before (a continuation), for the adversarial warm-up."""
     trainer = SCCRAFTTrainer(vae, disc, X, batch, low, high, p, generator, triplet_generator, train_idx,
                              heldout_idx)
+    trainer.epoch = first_epoch
     vae.train()
     disc.train()
-    for epoch in progress(range(epochs), desc="scCRAFT", total=epochs):
+    for epoch in progress(range(first_epoch, first_epoch + epochs), desc="scCRAFT", total=epochs):
         for idx in trainer.epoch_minibatches():
             trainer.step(idx)
         trainer.end_epoch(epoch)
@@ -364,30 +366,55 @@ def _check_input(X) -> None:
                          "needs non-negative log-normalized expression")
 
 
-def integrate(adata, *, batch_key, label_key, params, seed, device) -> IntegrationResult:
-    """scCRAFT embedding of ``adata`` (X = log-normalized HVGs); labels are not used."""
-    p = check_params(params)
-    codes, batch_names = _batch_codes(adata, batch_key)
-    _check_input(adata.X)
+def train_on(adata, codes: np.ndarray, vae: SCCRAFTVAE, disc: nn.Module, p: dict[str, Any], seed: int,
+             generators: tuple[torch.Generator, torch.Generator], epochs: int | None = None,
+             first_epoch: int = 0) -> tuple[dict[str, list[float]], int, dict[str, Any]]:
+    """Cluster ``adata``'s cells and train on them (``epochs``, default the code's rule); returns
+    the loss history, the epochs and what the record keeps of the clusters. ``first_epoch``
+    counts epochs already trained (the adversarial warm-up is over after ``warmup_epochs``)."""
     low, high, cache_hit = cached_dual_resolution_clusters(
         adata.X, low_resolution=p["low_resolution"], high_resolution=p["high_resolution"],
         method=p["cluster_method"], high_scope=p["high_res_scope"], n_neighbors=p["n_neighbors"])
+    dev = next(vae.parameters()).device
+    X = to_device_tensor(adata.X, dev)
+    batch = torch.as_tensor(codes, device=dev)
+    epochs = epochs or p["max_epochs"] or default_epochs(adata.n_obs, vae.n_batches, p["cells_per_batch"])
+    train_idx, heldout_idx = holdout_split(adata.n_obs, p["holdout"], seed, dev)
+    history = train(vae, disc, X, batch, torch.as_tensor(low, device=dev), torch.as_tensor(high, device=dev),
+                    p, epochs, *generators, train_idx, heldout_idx, first_epoch=first_epoch)
+    clusters = {"n_low_clusters": int(np.unique(low).size), "n_high_clusters": int(np.unique(high).size),
+                "cluster_cache_hit": cache_hit}
+    return history, epochs, clusters
+
+
+def integrate(adata, *, batch_key, label_key, params, seed, device) -> IntegrationResult:
+    """scCRAFT embedding of ``adata`` (X = log-normalized HVGs); labels are not used, except to
+    hold out a novel type (``novel_label``, methods/novel.py: its cells are clustered, sampled and
+    trained on only in the ``novel_finetune_epochs`` continuation)."""
+    from methods.novel import join_histories, split
+
+    p = check_params(params)
+    novel = split(adata, label_key, params, "sccraft", keep_keys=(batch_key,))
+    codes, batch_names = _batch_codes(adata, batch_key)
+    _check_input(adata.X)
     dev = pick_device(device)
     generator = seed_all(seed)
     triplet_generator = torch.Generator(device=dev)
     triplet_generator.manual_seed(seed + 1)
-    X = to_device_tensor(adata.X, dev)
-    batch = torch.as_tensor(codes, device=dev)
     n_batches = len(batch_names)
-    vae = SCCRAFTVAE(X.shape[1], n_batches, p["n_latent"]).to(dev)
+    vae = SCCRAFTVAE(adata.n_vars, n_batches, p["n_latent"]).to(dev)
     disc = make_discriminator(p["n_latent"], n_batches).to(dev)
-    epochs = p["max_epochs"] or default_epochs(adata.n_obs, n_batches, p["cells_per_batch"])
-    train_idx, heldout_idx = holdout_split(adata.n_obs, p["holdout"], seed, dev)
-    history = train(vae, disc, X, batch, torch.as_tensor(low, device=dev), torch.as_tensor(high, device=dev),
-                    p, epochs, generator, triplet_generator, train_idx, heldout_idx)
-    emb = embedding(vae, X, p["latent"], p["pca_dims"], seed)
-    extra = {"n_low_clusters": int(np.unique(low).size), "n_high_clusters": int(np.unique(high).size),
-             "cluster_cache_hit": cache_hit, "batches": batch_names, "warmup_epochs": p["warmup_epochs"]}
+    generators = (generator, triplet_generator)
+    history, epochs, extra = train_on(novel.seen_data(adata), codes[novel.seen], vae, disc, p, seed, generators)
+    if novel.finetune_epochs:
+        more, _, extra_all = train_on(adata, codes, vae, disc, p, seed, generators,
+                                      epochs=novel.finetune_epochs, first_epoch=epochs)
+        history, epochs = join_histories(history, more), epochs + novel.finetune_epochs
+        extra["finetune_clusters"] = extra_all
+    emb = embedding(vae, to_device_tensor(adata.X, dev), p["latent"], p["pca_dims"], seed)
+    extra.update(batches=batch_names, warmup_epochs=p["warmup_epochs"])
+    if novel.active:
+        extra["novel"] = novel.record()
     if dev.type == "cuda":
         extra["peak_gpu_mb"] = float(torch.cuda.max_memory_allocated(dev)) / 2**20
     return IntegrationResult(embedding=emb, loss_history=history, epochs=epochs, extra=extra)

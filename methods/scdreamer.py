@@ -59,7 +59,7 @@ released code in distribution, not bit for bit.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -224,14 +224,19 @@ def _row_sums(M: Any) -> np.ndarray:
 
 
 def prepare_data(adata, cfg: DreamerConfig, batch_key: str, label_key: str | None, device: torch.device,
-                 method: str) -> tuple[DreamerData, list[str], list[str]]:
-    """Device tensors for training: scaled input, ZINB target, batch one-hot, label codes."""
+                 method: str, like: DreamerData | None = None, label_values: Any = None
+                 ) -> tuple[DreamerData, list[str], list[str]]:
+    """Device tensors for training: scaled input, ZINB target, batch one-hot, label codes.
+
+    ``like``: scale the input and set the library prior as in that (training) data instead of
+    from ``adata``'s own cells; ``label_values``: these labels instead of ``obs[label_key]``.
+    """
     counts = _checked_counts(adata, method)
     if cfg.transform_source == "X":
         scaled = log2p1_of_lognorm(adata.X)
     else:
         scaled = double_log_transform(counts)
-    input_max = matrix_max(scaled)
+    input_max = matrix_max(scaled) if like is None else like.input_max
     if not input_max > 0:
         raise ValueError(f"{method}: the input matrix is all zero")
     scaled = scaled.multiply(1.0 / input_max).tocsr() if sp.issparse(scaled) else scaled / input_max
@@ -246,7 +251,7 @@ def prepare_data(adata, cfg: DreamerConfig, batch_key: str, label_key: str | Non
     if label_key is not None:
         if label_key not in adata.obs:
             raise ValueError(f"{method}: obs has no column '{label_key}'")
-        codes, labels = label_codes_with_missing(adata.obs[label_key].to_numpy())
+        codes, labels = label_codes_with_missing(adata.obs[label_key].to_numpy() if label_values is None else label_values)
         if not labels:
             raise ValueError(f"{method}: obs['{label_key}'] has no labelled cell (all missing)")
         label_codes = torch.as_tensor(codes, device=device)
@@ -255,7 +260,8 @@ def prepare_data(adata, cfg: DreamerConfig, batch_key: str, label_key: str | Non
         counts=counts_t if need_counts else None,
         batch_onehot=one_hot(batch_codes, len(batches), device=device),
         batch_codes=torch.as_tensor(batch_codes, device=device), label_codes=label_codes,
-        library_mean=float(log_lib.mean()), library_var=float(log_lib.var()), input_max=input_max,
+        library_mean=float(log_lib.mean()) if like is None else like.library_mean,
+        library_var=float(log_lib.var()) if like is None else like.library_var, input_max=input_max,
     )
     return data, batches, labels
 
@@ -481,13 +487,18 @@ def data_from_device_counts(counts: torch.Tensor, batch_codes: torch.Tensor, n_b
 
 # ----------------------------------------------------------------------------- entry point
 def fit_dreamer(adata, *, batch_key: str, label_key: str | None, params: dict[str, Any], seed: int,
-                device: str, method: str) -> IntegrationResult:
-    """Train scDREAMER (label_key None) or scDREAMER-Sup and embed every cell."""
-    supervised = label_key is not None
+                device: str, method: str, supervised: bool) -> IntegrationResult:
+    """Train scDREAMER or (``supervised``) scDREAMER-Sup and embed every cell. With a held-out
+    novel type (methods/novel.py) the first phase trains on, and takes its input scale and library
+    prior from, the other cells; the continuation keeps that scale, the type unlabelled."""
+    from methods.novel import join_histories, split
+
     cfg = parse_params(params, method, supervised)
+    novel = split(adata, label_key, params, method, keep_keys=(batch_key,))
+    class_key = label_key if supervised else None
     dev = pick_device(device)
     generator = seed_all(seed)
-    data, batches, labels = prepare_data(adata, cfg, batch_key, label_key, dev, method)
+    data, batches, labels = prepare_data(novel.seen_data(adata), cfg, batch_key, class_key, dev, method)
     n_cells = data.x.shape[0]
     train_idx, heldout_idx = holdout_split(n_cells, cfg.holdout, seed, dev)
     n = n_cells if train_idx is None else train_idx.numel()
@@ -499,6 +510,16 @@ def fit_dreamer(adata, *, batch_key: str, label_key: str | None, params: dict[st
         torch.cuda.reset_peak_memory_stats(dev)
     trainer = DreamerTrainer(net, data, cfg, generator, train_idx, heldout_idx)
     history, epoch_seconds, epoch_cpu_seconds = trainer.train(desc=method)
+    history, epochs = history.as_dict(), cfg.epochs
+    if novel.active:  # every cell, scaled like the training cells; the held-out type unlabelled
+        hidden = novel.hide_label(adata.obs[class_key].to_numpy()) if supervised else None
+        data, _, _ = prepare_data(adata, cfg, batch_key, class_key, dev, method, like=data, label_values=hidden)
+    if novel.finetune_epochs:
+        more_cfg = replace(cfg, epochs=novel.finetune_epochs)
+        train_idx, heldout_idx = holdout_split(data.x.shape[0], cfg.holdout, seed, dev)
+        more, more_s, more_cpu_s = DreamerTrainer(net, data, more_cfg, generator, train_idx, heldout_idx).train(method)
+        history, epochs = join_histories(history, more.as_dict()), epochs + novel.finetune_epochs
+        epoch_seconds, epoch_cpu_seconds = epoch_seconds + more_s, epoch_cpu_seconds + more_cpu_s
     embed_fn = net.sample_z if cfg.embedding == "sample" else net.mean_z
     emb = encode_in_batches(embed_fn, data.x, data.batch_onehot, batch_size=ENCODE_CHUNK, module=net)
     predicted = None
@@ -518,11 +539,13 @@ def fit_dreamer(adata, *, batch_key: str, label_key: str | None, params: dict[st
         extra["n_labelled"] = int((data.label_codes >= 0).sum())
     if dev.type == "cuda":
         extra["peak_gpu_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
-    return IntegrationResult(embedding=emb, predicted_labels=predicted, loss_history=history.as_dict(),
-                             epochs=cfg.epochs, extra=extra)
+    if novel.active:
+        extra["novel"] = novel.record()
+    return IntegrationResult(embedding=emb, predicted_labels=predicted, loss_history=history,
+                             epochs=epochs, extra=extra)
 
 
 def integrate(adata, *, batch_key, label_key, params, seed, device) -> IntegrationResult:
     """scDREAMER (unsupervised): cell-type labels are not used."""
-    return fit_dreamer(adata, batch_key=batch_key, label_key=None, params=params, seed=seed,
-                       device=device, method="scdreamer")
+    return fit_dreamer(adata, batch_key=batch_key, label_key=label_key, params=params, seed=seed,
+                       device=device, method="scdreamer", supervised=False)

@@ -27,4 +27,4 @@ from methods.scdreamer import fit_dreamer
 def integrate(adata, *, batch_key, label_key, params, seed, device) -> IntegrationResult:
     """scDREAMER-Sup; returns the embedding and a predicted cell type for every cell."""
     return fit_dreamer(adata, batch_key=batch_key, label_key=label_key, params=params, seed=seed,
-                       device=device, method="scdreamer_sup")
+                       device=device, method="scdreamer_sup", supervised=True)

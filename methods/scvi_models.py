@@ -129,9 +129,25 @@ def _check_finite(history: dict[str, list[float]]) -> None:
             raise TrainingDivergedError(f"scvi-tools loss '{term}' is not finite at epoch {bad[0]}")
 
 
+def continue_on(model, light, setup: dict, model_kwargs: dict, train_kwargs: dict):
+    """A model of the same class on ``light`` (every cell) from ``model``'s weights, trained on for
+    ``train_kwargs["max_epochs"]`` epochs at the full KL weight (no second warm-up)."""
+    cls = type(model)
+    cls.setup_anndata(light, **setup)
+    fresh = cls(light, **model_kwargs)
+    fresh.module.load_state_dict(model.module.state_dict())
+    fresh.train(**train_kwargs)
+    return fresh
+
+
 def integrate(adata, *, batch_key, label_key, params, seed, device) -> IntegrationResult:
+    """scVI / scANVI embedding (posterior means). A held-out novel type (``novel_label``,
+    methods/novel.py) is not in the AnnData the model trains on; the continuation
+    (``novel_finetune_epochs``) trains a copy of the model on every cell, the type unlabelled."""
     import anndata as ad
     import scvi
+
+    from methods.novel import join_histories, split
 
     check_params(params)
     is_scanvi = "scanvi_max_epochs" in params
@@ -140,6 +156,8 @@ def integrate(adata, *, batch_key, label_key, params, seed, device) -> Integrati
         raise ValueError(f"scvi: obs['{batch_key}'] has a single batch; nothing to integrate")
     config = CONFIGS[params["config"]]
     with_system = system_covariate(adata, batch_key, params["config"], params["use_system"])
+    novel = split(adata, label_key, params, "scanvi" if is_scanvi else "scvi",
+                  keep_keys=(batch_key,) + (("system",) if with_system else ()))
     obs = adata.obs[[batch_key]].astype(str).copy()
     setup = {"layer": None, "batch_key": batch_key}
     if with_system:
@@ -149,10 +167,12 @@ def integrate(adata, *, batch_key, label_key, params, seed, device) -> Integrati
     if is_scanvi:
         if label_key not in adata.obs:
             raise ValueError(f"scanvi: obs['{label_key}'] is missing")
-        obs["_scanvi_label"], unlabeled = scanvi_labels(adata.obs[label_key].values)
+        obs["_scanvi_label"], unlabeled = scanvi_labels(novel.hide_label(adata.obs[label_key].values))
     # A light AnnData (counts only) so scvi-tools does not copy the log-normalized X and layers.
     light = ad.AnnData(X=counts.copy(), obs=obs)
     light.obs_names = adata.obs_names.copy()
+    every_cell = light
+    light = novel.seen_data(light)
 
     scvi.settings.seed = int(seed)
     scvi.model.SCVI.setup_anndata(light, **setup)
@@ -180,9 +200,22 @@ def integrate(adata, *, batch_key, label_key, params, seed, device) -> Integrati
         extra["scanvi_epochs"] = len(scanvi_history.get("scanvi_elbo_train", []))
         extra["unlabeled_category"] = unlabeled
         extra["n_unlabeled"] = int((light.obs["_scanvi_label"] == unlabeled).sum())
-        predicted = np.asarray(model.predict(), dtype=str)
-    _check_finite(history)
-    embedding = np.asarray(model.get_latent_representation(), dtype=np.float32)
     epochs = extra["scvi_epochs"] + extra.get("scanvi_epochs", 0)
+    if novel.finetune_epochs:
+        full_kl = {"max_kl_weight": float(params["max_kl_weight"]), "n_epochs_kl_warmup": None,
+                   "n_steps_kl_warmup": None}
+        setup_again = ({**setup, "labels_key": "_scanvi_label", "unlabeled_category": unlabeled}
+                       if is_scanvi else setup)
+        model = continue_on(model, every_cell, setup_again, config["model"],
+                            {"max_epochs": novel.finetune_epochs, "batch_size": int(params["batch_size"]),
+                             "plan_kwargs": full_kl, **trainer})
+        history = join_histories(history, history_lists(model.history, prefix="finetune_"))
+        epochs += novel.finetune_epochs
+    if novel.active:
+        extra["novel"] = novel.record()
+    if is_scanvi:
+        predicted = np.asarray(model.predict(every_cell), dtype=str)
+    _check_finite(history)
+    embedding = np.asarray(model.get_latent_representation(every_cell), dtype=np.float32)
     return IntegrationResult(embedding=embedding, predicted_labels=predicted, loss_history=history,
                              epochs=epochs, extra=extra)

@@ -446,31 +446,47 @@ class SysVITrainer:
         check_finite(self.history.end_epoch(), epoch)
 
 
+def data_tensors(adata, batch_key: str, cfg: SysVIConfig, dev: torch.device, batch_covariate: bool | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor | None]:
+    """(X, system codes, systems, batch one-hot or None) on ``dev``; ``batch_covariate`` forces
+    the batch covariate's presence (that of a trained model) instead of the config's rule."""
+    from methods.nn.training import one_hot, to_device_tensor
+
+    sys_np, systems = _codes(adata, cfg.system_key, "system")
+    X = to_device_tensor(adata.X, dev)
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError("adata.X (log-normalized expression) contains NaN or inf values")
+    batch_oh = None
+    if cfg.use_batch_covariate or batch_covariate:
+        b_np, batches = _codes(adata, batch_key, "batch")
+        # "auto": a batch column that merely renames the systems would duplicate the system
+        # covariate, and zeroing it in the cycle pass would feed the decoder an unseen input
+        use = batch_covariate if batch_covariate is not None else (
+            cfg.use_batch_covariate is True or not same_partition(b_np, sys_np))
+        if use:
+            batch_oh = one_hot(b_np, len(batches), device=dev)
+    return X, torch.as_tensor(sys_np, device=dev), systems, batch_oh
+
+
 def train_sysvae(adata, *, batch_key: str, cfg: SysVIConfig, seed: int, device: str,
-                 desc: str = "sysvi") -> tuple[SysVAE, dict[str, Any]]:
-    """Build and train the model; returns it and a record (history, epochs, timings)."""
-    from methods.nn.training import autocast, one_hot, pick_device, progress, seed_all, to_device_tensor
+                 desc: str = "sysvi", init: SysVAE | None = None) -> tuple[SysVAE, dict[str, Any]]:
+    """Build and train the model (from the weights of ``init`` when given); returns it and a
+    record (history, epochs, timings)."""
+    from methods.nn.training import autocast, pick_device, progress, seed_all
 
     dev = pick_device(device)
     mixed = autocast(dev, cfg.precision)  # fails early on a GPU without bf16
     gen = seed_all(seed)
-    sys_np, systems = _codes(adata, cfg.system_key, "system")
+    X, sys_codes, systems, batch_oh = data_tensors(adata, batch_key, cfg, dev,
+                                                   None if init is None else init.batch_covariate)
     n_systems = len(systems)
     if n_systems < 2 and (cfg.cycle_weight > 0 or cfg.kappa > 0):
         raise ValueError(f"obs['{cfg.system_key}'] has a single system ({systems[0]}); the cycle and "
                          "adversarial terms need at least two")
-    X = to_device_tensor(adata.X, dev)
-    if not bool(torch.isfinite(X).all()):
-        raise ValueError("adata.X (log-normalized expression) contains NaN or inf values")
-    sys_codes = torch.as_tensor(sys_np, device=dev)
-    batch_oh = None
-    if cfg.use_batch_covariate:
-        b_np, batches = _codes(adata, batch_key, "batch")
-        # "auto": a batch column that merely renames the systems would duplicate the system
-        # covariate, and zeroing it in the cycle pass would feed the decoder an unseen input
-        if cfg.use_batch_covariate is True or not same_partition(b_np, sys_np):
-            batch_oh = one_hot(b_np, len(batches), device=dev)
     model = build_sysvae(X, batch_oh, sys_codes, n_systems, cfg, gen)
+    model.batch_covariate = batch_oh is not None
+    if init is not None:  # continue training a trained model (held-out novel type, methods/novel.py)
+        model.load_state_dict(init.state_dict())
     trainer = SysVITrainer(model, X, batch_oh, sys_codes, n_systems, gen, mixed)
     epochs = cfg.max_epochs or default_epochs(X.shape[0])
     t0 = time.perf_counter()
@@ -499,11 +515,27 @@ def embed(model: SysVAE, X: torch.Tensor, batch_oh: torch.Tensor | None, sys_cod
 
 
 def integrate(adata, *, batch_key, label_key, params, seed, device) -> IntegrationResult:
+    from dataclasses import replace
+
+    from methods.novel import join_histories, split
+
     cfg = parse_params(params)
-    model, rec = train_sysvae(adata, batch_key=batch_key, cfg=cfg, seed=seed, device=device)
-    emb = embed(model, rec["X"], rec["batch_oh"], rec["sys_codes"], len(rec["systems"]))
+    novel = split(adata, label_key, params, "sysvi", keep_keys=(batch_key, cfg.system_key))
+    model, rec = train_sysvae(novel.seen_data(adata), batch_key=batch_key, cfg=cfg, seed=seed, device=device)
+    history, epochs = rec["loss_history"], rec["epochs"]
+    if novel.finetune_epochs:
+        model, more = train_sysvae(adata, batch_key=batch_key, cfg=replace(cfg, max_epochs=novel.finetune_epochs),
+                                   seed=seed, device=device, init=model)
+        history, epochs = join_histories(history, more["loss_history"]), epochs + more["epochs"]
+    if novel.active:  # the trained network embeds every cell, the held-out type's included
+        X, sys_codes, _, batch_oh = data_tensors(adata, batch_key, cfg, torch.device(rec["device"]),
+                                                 model.batch_covariate)
+    else:
+        X, sys_codes, batch_oh = rec["X"], rec["sys_codes"], rec["batch_oh"]
+    emb = embed(model, X, batch_oh, sys_codes, len(rec["systems"]))
     extra = {k: rec[k] for k in ("train_s", "s_per_epoch", "n_train", "systems", "device", "precision",
                                  "batch_covariate")}
     extra.update(prior=cfg.prior, variant=cfg.variant, cycle_weight=cfg.cycle_weight, kappa=cfg.kappa)
-    return IntegrationResult(embedding=emb, loss_history=rec["loss_history"], epochs=rec["epochs"],
-                             extra=extra)
+    if novel.active:
+        extra["novel"] = novel.record()
+    return IntegrationResult(embedding=emb, loss_history=history, epochs=epochs, extra=extra)

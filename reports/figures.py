@@ -68,6 +68,7 @@ from reports.figures_training import fig_convergence, fig_loss_terms, not_conver
 from reports.label_transfer import fig_label_transfer
 from reports.missing_labels import missing_label_long
 from reports.search import fig_search_trajectory
+from reports.novel_type import fig_novel_type
 from reports.selection import selection_lines
 from reports.tables import dataset_titles, metric_columns, metric_types
 
@@ -465,6 +466,8 @@ FIGURES: dict[str, tuple[Callable, str]] = {
     "claims": (fig_claims, "The papers' claims: per comparison, each seed's value of both sides (claim_tests.tsv)"),
     "label_transfer": (fig_label_transfer, "Cross-modality label transfer: accuracy and macro-F1 per method and "
                                            "target modality (DAVAE's task)"),
+    "novel_type": (fig_novel_type, "Held-out novel cell type: own-cluster F1/ARI, separation, iLISI, held out "
+                                   "vs after training on with it (novel_type.tsv)"),
     "loss_terms": (fig_loss_terms, "Training: every loss term per epoch of each method's representative run"),
     "search_trajectory": (fig_search_trajectory, "Adaptive search vs grid: best fixed score after n runs"),
 }

@@ -16,7 +16,9 @@ from typing import Any
 
 import pandas as pd
 
+from reports.figure_helpers import is_empty
 from reports.label_transfer import label_transfer_section
+from reports.novel_type import novel_section_html
 from reports.render import FigureOutcome
 from reports.search import search_nav, search_section
 from reports.selection import selection_html
@@ -219,10 +221,16 @@ def build_html(tables: dict[str, pd.DataFrame], outcomes: list[FigureOutcome], c
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
     header = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
                      for k, v in study_numbers(tables, study_wall_s))
-    # the search's figure is shown in its own section, beside its table
-    figures = "\n".join(figure_html(o) for o in outcomes if o.name != "search_trajectory")
+    # the search's and the novel type's figures are shown in their own sections, beside their tables
+    figures = "\n".join(figure_html(o) for o in outcomes if o.name not in ("search_trajectory", "novel_type"))
     search = search_section(tables.get("search"), "".join(figure_html(o) for o in outcomes
                                                            if o.name == "search_trajectory"), table_html)
+    novel_nav, novel = "", ""
+    if not is_empty(tables.get("novel_type")):  # only studies that held a cell type out
+        novel_nav = '<a href="#novel">Novel type</a>'
+        novel = ('<section id="novel"><h2>Held-out novel cell type</h2>'
+                 + novel_section_html(tables["novel_type"], table_html)
+                 + "".join(figure_html(o) for o in outcomes if o.name == "novel_type") + "</section>")
     no_data = [o.description for o in outcomes if o.status == "no data"]
     table_parts = []
     for name, heading, is_open in TABLE_SECTIONS:
@@ -242,7 +250,7 @@ def build_html(tables: dict[str, pd.DataFrame], outcomes: list[FigureOutcome], c
 <h1>{html.escape(title)}</h1>
 <p>Generated {generated}.</p>
 <nav><a href="#study">Study</a><a href="#datasets">Datasets</a><a href="#claims">Claims</a>
-<a href="#figures">Figures</a>{search_nav(tables.get("search"))}<a href="#failed">Failed runs</a>
+<a href="#figures">Figures</a>{search_nav(tables.get("search"))}{novel_nav}<a href="#failed">Failed runs</a>
 <a href="#tables">Tables</a><a href="#config">Config</a><a href="#versions">Versions</a></nav>
 <section id="study"><h2>Study</h2><table>{header}</table>
 {convergence_banner(tables.get("runs"))}{latent_scale_banner(tables.get("runs"))}{claims_summary(tables.get("claims"))}{reference_notes(tables.get("runs"))}
@@ -254,7 +262,7 @@ def build_html(tables: dict[str, pd.DataFrame], outcomes: list[FigureOutcome], c
 {label_transfer_section(tables.get("label_transfer"))}
 <section id="figures"><h2>Figures</h2>
 {figures}</section>
-{search}
+{search}{novel}
 <section id="failed"><h2>Failed runs</h2>
 {failed_runs_html(tables)}</section>
 <section id="tables"><h2>Tables</h2><p>Click a column header to sort.</p>

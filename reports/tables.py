@@ -27,6 +27,7 @@ TABLE_FILES: dict[str, str] = {
     "batch_strength": "batch_strength.tsv",
     "label_transfer": "label_transfer.tsv",
     "search": "search.tsv",
+    "novel_type": "novel_type.tsv",
 }
 
 # the columns each figure relies on; the rest of a table is passed through untouched
@@ -46,13 +47,14 @@ REQUIRED_COLUMNS: dict[str, list[str]] = {
     "label_transfer": ["dataset", "method", "seed", "status", "reference", "target", "accuracy", "macro_f1",
                        "chance_accuracy"],
     "search": ["dataset", "method", "arm", "trial", "setting", "n_seeds", "score", "best_so_far", "runs"],
+    "novel_type": ["dataset", "method", "setting", "seed", "status", "novel_label", "finetune_epochs", "n_novel"],
 }
 
 # identifiers are always strings (a setting slug "1" must not become the number 1)
 STRING_COLUMNS = ["dataset", "method", "setting", "base_setting", "best_setting", "status", "error", "device",
                   "metric", "metric_type", "representative_run", "run_path", "converged", "learned",
                   "latent_scale_flag", "term", "setting_a", "setting_b", "values_a", "values_b", "reference",
-                  "target", "arm"]
+                  "target", "arm", "novel_label", "nearest_type", "top_called_label"]
 # in the umap table batch and label are categories; elsewhere "batch" is the batch score
 UMAP_STRING_COLUMNS = ["batch", "label", "cell"]
 

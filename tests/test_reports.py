@@ -259,6 +259,7 @@ def write_small_tables(out: Path) -> Path:
     make_label_transfer(runs, rng).to_csv(tables / "label_transfer.tsv", sep="\t", index=False)
     umap.to_csv(tables / "umap.tsv.gz", sep="\t", index=False)
     make_search().to_csv(tables / "search.tsv", sep="\t", index=False)
+    make_novel_type(rng).to_csv(tables / "novel_type.tsv", sep="\t", index=False)
     return tables
 
 
@@ -272,6 +273,25 @@ def make_search() -> pd.DataFrame:
             rows.append({"dataset": "sim_a", "method": "sysvi", "arm": arm, "round": np.nan if arm == "grid" else i,
                          "trial": i, "setting": f"{arm}-{i}", "cycle_weight": cw, "kl_weight": kl, "n_seeds": 1,
                          "n_failed": int(score is None), "score": score, "best_so_far": best, "runs": i})
+    return pd.DataFrame(rows)
+
+
+def make_novel_type(rng) -> pd.DataFrame:
+    """novel_type.tsv: two held-out types x (held out, +10 epochs), one failed run."""
+    rows = []
+    for method in ("scvi", "scanvi", "davae"):
+        for label, n in (("Group1", 30), ("Group2", 200)):
+            for k in (0, 10):
+                ok = not (method == "davae" and label == "Group1" and k == 10)
+                scores = {"f1_own_cluster": rng.uniform(0.3, 1), "ari_own_cluster": rng.uniform(0.2, 1),
+                          "resolution": 1.0, "separation": rng.uniform(0.5, 4), "nearest_type": "Group3",
+                          "ilisi_novel": rng.uniform(0, 1)}
+                if method == "scanvi":
+                    scores.update(called_known=1.0, top_called_label="Group3", top_called_share=0.8)
+                rows.append({"dataset": "sim_a", "method": method,
+                             "setting": f"novel_finetune_epochs-{k}__novel_label-{label}", "seed": 0,
+                             "status": "ok" if ok else "failed", "novel_label": label, "finetune_epochs": k,
+                             "n_novel": n, **(scores if ok else {})})
     return pd.DataFrame(rows)
 
 

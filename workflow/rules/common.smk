@@ -591,6 +591,7 @@ def report_inputs(wildcards):
             "batch_strength.tsv",
             "claims.tsv",
             "claim_tests.tsv",
+            "novel_type.tsv",
         )
     ]
     if config.get("label_transfer"):
