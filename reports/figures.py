@@ -67,8 +67,8 @@ from reports.figures_sysvi import fig_sysvi_nmi_ilisi, fig_sysvi_sweep
 from reports.figures_training import fig_convergence, fig_loss_terms, not_converged_best
 from reports.label_transfer import fig_label_transfer
 from reports.missing_labels import missing_label_long
-from reports.search import fig_search_trajectory
 from reports.novel_type import fig_novel_type
+from reports.search import fig_search_trajectory
 from reports.selection import selection_lines
 from reports.tables import dataset_titles, metric_columns, metric_types
 
