@@ -96,7 +96,7 @@ def fig_search_trajectory(search: pd.DataFrame):
                  .rename(columns={"score": "grid_best"}))
     n_panels = df["panel"].nunique()
     ncol = min(n_panels, 3)
-    width, height = figure_size(ncol, int(np.ceil(n_panels / ncol)), col_w=4.2, row_h=3.2)
+    width, height = figure_size(ncol, int(np.ceil(n_panels / ncol)), col_w=3.1, row_h=3.2)  # 3 panels: 11.8 in
     return (ggplot(df, aes("runs", "best_so_far", colour="arm"))
             + geom_hline(grid_best, aes(yintercept="grid_best"), linetype="dashed", colour=ARM_COLOURS["grid"])
             + geom_point(aes(y="shown"), data=df[df["status"] == "ok"], alpha=0.45, size=2)

@@ -3,17 +3,6 @@
 # table has its header only when no run did.
 
 
-def novel_runs():
-    """[(dataset, run file)] of the runs whose setting holds a novel cell type out."""
-    return [
-        (d, f"{run_dir(d, m, s, seed)}/run.h5ad")
-        for d in config["datasets"]
-        for m in dataset_methods(d)
-        for s, seed in runs_of(d, m)
-        if SETTING_INDEX[(m, s)][0].get("novel_label") is not None
-    ]
-
-
 rule novel_type:
     input:
         runs=[run for _, run in novel_runs()],
