@@ -186,27 +186,25 @@ def time_trainer(trainer, modules, device, warmup_steps: int, max_steps: int, se
     """A warm-up epoch (its first ``warmup_steps`` minibatches at most), then one timed epoch of at
     most ``max_steps`` minibatches, fewer when the warm-up's pace says they would not fit in
     ``seconds``; the timed part is extrapolated to the whole epoch."""
+    def run_steps(minibatches, epoch: int) -> float:
+        """Seconds of these minibatches' steps and the epoch's end, the device synchronised."""
+        sync(device)
+        t0 = time.perf_counter()
+        for idx in minibatches:
+            trainer.step(idx)
+        trainer.end_epoch(epoch)
+        sync(device)
+        return time.perf_counter() - t0
+
     for m in modules:
         m.train()
-    plan = trainer.epoch_minibatches()
-    warm = plan[:warmup_steps]
-    t0 = time.perf_counter()
-    for idx in warm:
-        trainer.step(idx)
-    trainer.end_epoch(0)
-    sync(device)
-    warm_s = time.perf_counter() - t0
+    warm = trainer.epoch_minibatches()[:warmup_steps]
+    warm_s = run_steps(warm, 0)
     plan = trainer.epoch_minibatches()
     steps = len(plan)
     fit = int(max(seconds, 0) / max(warm_s / max(len(warm), 1), 1e-6))
     timed = plan[:max(1, min(steps, max_steps, fit))]
-    sync(device)
-    t0 = time.perf_counter()
-    for idx in timed:
-        trainer.step(idx)
-    trainer.end_epoch(1)
-    sync(device)
-    timed_s = time.perf_counter() - t0
+    timed_s = run_steps(timed, 1)
     return {"s_per_epoch": round(timed_s * steps / len(timed), 4), "steps_per_epoch": steps,
             "timed_steps": len(timed), "warmup_steps": len(warm), "extrapolated": len(timed) < steps,
             "warmup_s": round(warm_s, 3), "timed_s": round(timed_s, 3)}

@@ -231,7 +231,9 @@ def build_html(tables: dict[str, pd.DataFrame], outcomes: list[FigureOutcome], c
         novel = ('<section id="novel"><h2>Held-out novel cell type</h2>'
                  + novel_section_html(tables["novel_type"], table_html)
                  + "".join(figure_html(o) for o in outcomes if o.name == "novel_type") + "</section>")
-    no_data = [o.description for o in outcomes if o.status == "no data"]
+    # the optional experiments' figures have no data in every study that does not run them: not worth a note
+    no_data = [o.description for o in outcomes
+               if o.status == "no data" and o.name not in ("label_transfer", "novel_type", "search_trajectory")]
     table_parts = []
     for name, heading, is_open in TABLE_SECTIONS:
         body = (table_html(tables[name], f"table-{name}") if name in tables

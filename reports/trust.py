@@ -94,6 +94,14 @@ def simple_table(df: pd.DataFrame, table_id: str, row_class: pd.Series | None = 
             f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
+def warn_runs(headline: str, text: str, rows: pd.DataFrame, table_id: str, extra: str = "") -> str:
+    """A warning box: bold headline naming the methods of ``rows``, the explanation, the runs in a
+    collapsible table, then ``extra`` (HTML) inside the box."""
+    methods = ", ".join(sorted(rows["method"].unique()))
+    return (f'<div class="warn"><b>⚠ {headline}</b> ({esc(methods)}): {text} '
+            f"<details><summary>the runs</summary>{simple_table(rows, table_id)}</details>{extra}</div>")
+
+
 # ----------------------------------------------------------------------------- convergence
 
 def convergence_banner(runs: pd.DataFrame | None) -> str:
@@ -111,25 +119,19 @@ def convergence_banner(runs: pd.DataFrame | None) -> str:
             "convergence_note"]
     parts = []
     if len(flagged):
-        methods = ", ".join(sorted(flagged["method"].unique()))
-        parts.append(f'<div class="warn"><b>⚠ {len(flagged)} of {len(trained)} trained runs are not converged</b> '
-                     f"({esc(methods)}): their reconstruction loss was still falling when training stopped, or "
-                     f"they are too short to judge, so their scores may understate what the method can do. "
-                     f"<details><summary>the runs</summary>"
-                     f'{simple_table(flagged[[c for c in cols if c in flagged.columns]], "not-converged")}'
-                     f"</details></div>")
+        parts.append(warn_runs(f"{len(flagged)} of {len(trained)} trained runs are not converged",
+                               "their reconstruction loss was still falling when training stopped, or they are "
+                               "too short to judge, so their scores may understate what the method can do.",
+                               flagged[[c for c in cols if c in flagged.columns]], "not-converged"))
     else:
         parts.append(f"<p>Convergence: none of the {len(trained) - len(unassessed)} assessable trained runs is "
                      f"flagged as not converged.</p>")
     if len(untrained):
-        methods = ", ".join(sorted(untrained["method"].unique()))
-        parts.append(f'<div class="warn"><b>⚠ {len(untrained)} trained run(s) did not learn</b> ({esc(methods)}): '
-                     f"their reconstruction loss improved by less than {CONVERGENCE_LEARNED:g} times its "
-                     f"epoch-to-epoch noise, as a run that cannot learn does (learning rate ~0); read their scores as "
-                     f"those of a model that did not train. "
-                     f"<details><summary>the runs</summary>"
-                     f'{simple_table(untrained[[c for c in cols if c in untrained.columns]], "not-learned")}'
-                     f"</details></div>")
+        parts.append(warn_runs(f"{len(untrained)} trained run(s) did not learn",
+                               f"their reconstruction loss improved by less than {CONVERGENCE_LEARNED:g} times its "
+                               "epoch-to-epoch noise, as a run that cannot learn does (learning rate ~0); read their "
+                               "scores as those of a model that did not train.",
+                               untrained[[c for c in cols if c in untrained.columns]], "not-learned"))
     if len(unassessed):
         why = unassessed.groupby("method")["convergence_note"].first()
         listed = "; ".join(f"{esc(m)} ({esc(n)})" for m, n in why.items())
@@ -152,15 +154,13 @@ def latent_scale_banner(runs: pd.DataFrame | None) -> str:
                 f"space.{' ' + unassessed if unassessed else ''}</p>")
     cols = [c for c in ["dataset", "method", "setting", "seed", "label_missing", "latent_sd_max", "latent_sd_ratio",
                         "latent_sd_vs_dataset"] if c in flagged.columns]
-    methods = ", ".join(sorted(flagged["method"].unique()))
-    return (f'<div class="warn"><b>⚠ {len(flagged)} of {len(assessed)} trained runs have a stretched latent '
-            f"space</b> ({esc(methods)}): a few dimensions, stretched far beyond what the other methods reach, "
-            f"carry the embedding, so the neighbour graph behind every metric rests on them. This is how a "
-            f"degenerate solution looks: sysVI (paper code) on Splatter common-3 had three such dimensions "
-            f"and did not mix its systems at all. The scores of these runs describe those few directions; look at their UMAPs before "
-            f"reading them. "
-            f'{unassessed} <details><summary>the runs</summary>{simple_table(flagged[cols], "latent-scale")}'
-            f'</details><p class="rule">{LATENT_SCALE_RULE}</p></div>')
+    return warn_runs(f"{len(flagged)} of {len(assessed)} trained runs have a stretched latent space",
+                     "a few dimensions, stretched far beyond what the other methods reach, carry the embedding, so "
+                     "the neighbour graph behind every metric rests on them. This is how a degenerate solution "
+                     "looks: sysVI (paper code) on Splatter common-3 had three such dimensions and did not mix its "
+                     "systems at all. The scores of these runs describe those few directions; look at their UMAPs "
+                     f"before reading them. {unassessed}", flagged[cols], "latent-scale",
+                     extra=f'<p class="rule">{LATENT_SCALE_RULE}</p>')
 
 
 def _latent_unassessed(runs: pd.DataFrame) -> str:
