@@ -222,7 +222,8 @@ def build_html(tables: dict[str, pd.DataFrame], outcomes: list[FigureOutcome], c
     header = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
                      for k, v in study_numbers(tables, study_wall_s))
     # the search's and the novel type's figures are shown in their own sections, beside their tables
-    figures = "\n".join(figure_html(o) for o in outcomes if o.name not in ("search_trajectory", "novel_type"))
+    figures = "\n".join(figure_html(o) for o in outcomes if o.name not in ("search_trajectory", "novel_type")
+                        and not (o.name == "label_transfer" and o.status == "no data"))
     search = search_section(tables.get("search"), "".join(figure_html(o) for o in outcomes
                                                            if o.name == "search_trajectory"), table_html)
     novel_nav, novel = "", ""
