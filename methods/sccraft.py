@@ -196,7 +196,9 @@ class SCCRAFTVAE(nn.Module):
     def decode(self, z: torch.Tensor, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """NB mean and dispersion per cell and gene."""
         onehot = self.batch_eye[batch]
-        shared = self.g2(self.batch_eye)[batch]  # G2 sees only the batch: B rows, then gathered
+        # G2 sees only the batch: run on its B rows, then spread to the cells by the one-hot (exact);
+        # a gather's backward (index_put with accumulate) adds in thread-timing order on CPU
+        shared = onehot @ self.g2(self.batch_eye)
         comb = torch.relu(self.g1(torch.cat([z, onehot], dim=1)) + shared)
         log_mu, log_theta = self.heads(comb).chunk(2, dim=1)
         return torch.exp(log_mu), torch.exp(log_theta)

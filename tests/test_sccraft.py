@@ -259,6 +259,25 @@ FAST = {"max_epochs": 12, "warmup_epochs": 4, "cells_per_batch": 64, "minibatch_
         "n_latent": 16, "high_resolution": 3.0, "pca_dims": 10}
 
 
+def test_decoder_gradients_do_not_depend_on_thread_timing():
+    # with two threads, a gather's backward (index_put with accumulate) adds in the order the
+    # threads happen to run, so the same seed gave another embedding in every run
+    torch.manual_seed(0)
+    vae = SCCRAFTVAE(n_genes=40, n_batches=3, n_latent=8)
+    z, batch = torch.randn(2048, 8), torch.randint(0, 3, (2048,))
+    grads = []
+    torch.set_num_threads(2)
+    try:
+        for _ in range(8):
+            vae.zero_grad()
+            mu, theta = vae.decode(z, batch)
+            (mu.sum() + theta.sum()).backward()
+            grads.append(torch.cat([p.grad.flatten() for p in vae.g2.parameters()]))
+    finally:
+        torch.set_num_threads(1)
+    assert all(torch.equal(grads[0], g) for g in grads[1:])
+
+
 def test_training_loss_goes_down_and_seed_determinism(monkeypatch):
     monkeypatch.delenv("BENCH_CACHE_DIR", raising=False)
     data = toy_adata()
