@@ -49,9 +49,10 @@ class _OneDNNLinear(torch.autograd.Function):
     ~2x faster for every layer shape of these models (128 x 2000 x 256: 0.60 vs 1.35 ms). Measured
     again on 2026-12-06, MKL runs as fast (sysVI epochs at 10k cells: oneDNN / MKL 1.00 at 2
     threads, 0.97 at 1); kept because it is not slower and changing it would change every run's
-    rounding. fp32 accuracy as MKL (relative error ~1e-6 against float64). ``mkldnn::_linear_pointwise`` is the
-    op torch's own compiler (inductor) uses for CPU linear layers; it has no autograd formula, so
-    the backward is written here: dX = dY W, dW = dY^T X, db = sum(dY).
+    rounding. Accuracy as MKL's (relative error ~1e-6 against float64).
+    ``mkldnn::_linear_pointwise`` is the op torch's own compiler (inductor) uses for CPU linear
+    layers; it has no autograd formula, so the backward is written here: dX = dY W, dW = dY^T X,
+    db = sum(dY).
     """
 
     @staticmethod
