@@ -46,7 +46,8 @@ Implementation differences that do not change the model:
     (retain_graph) and then zeroes those gradients before the generator step, so the updates
     are identical and the wasted encoder backward passes are skipped.
   * G2 depends only on the batch one-hot; it is evaluated on the B distinct one-hot rows and
-    gathered (same values and gradients, 1/5 less decoder work).
+    spread to the cells by a one-hot product (same values and gradients, 1/5 less decoder work;
+    a product rather than a gather, whose backward sums in thread order: see ``decode``).
   * mu and theta heads are one Linear(G -> 2G) (same init distribution as two Linear(G -> G)).
   * Seeds: the released code fixes seed 22 for init and seed = epoch for sampling, so every run
     is identical; here the run seed drives init, sampling and triplets (same seed -> same
