@@ -7,8 +7,8 @@ noise the scores are compared with). Each (n_cells, method, precision, seed) run
 process that reads the simulated data from an h5ad, so its peak RSS is data + training.
 Reports seconds per epoch (training wall time) and CPU seconds per epoch (whole call; robust to
 a busy machine), peak RSS, peak GPU memory, iLISI (unscaled, 30-NN) and KMeans NMI, then the
-speed ratios (seed means) per size: each of ours vs scvi-tools at fp32, and at equal precision. Not a test; the issue's target is ours >= 2x
-faster per epoch on CPU with scores within seed noise.
+speed ratios (seed means) per size: each of ours vs scvi-tools at fp32, and at equal precision.
+Not a test; the target is ours >= 2x faster per epoch on CPU with scores within seed noise.
 
     python benchmarks/bench_sysvi.py --n-cells 10000 50000 --epochs 3 --seeds 0 1 2 --threads 1
 """

@@ -68,7 +68,7 @@ INTEGRATE_EPOCHS = {"sysvi": {"max_epochs": 3}, "sccraft": {"max_epochs": 3},
 SHARES = {"models": 0.45, "integrate": 0.2, "metrics": 0.35}  # of --budget-s, in this order
 SCVI_TOOLS_MAX_STEPS = 500  # per epoch: scvi-tools runs 2 epochs (warm-up, timed) of this many at most
 SKIPPED_TIME = "skipped: time budget"
-TARGET_S_PER_EPOCH, TARGET_CELLS = 5.0, 1_000_000  # the target on an H100, proposed models
+TARGET_S_PER_EPOCH, TARGET_CELLS = 5.0, 1_000_000  # target on an H100, proposed models
 
 
 class Clock:

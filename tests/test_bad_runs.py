@@ -1,4 +1,4 @@
-"""Bad runs, own methods and own data that used to be accepted without a word (issue 27, items 2-5).
+"""Bad runs, own methods and own data that used to be accepted without a word.
 
 A method's result is checked against what the method was given (not the object it may have
 changed); constant, zero-width and non-finite outputs are refused; the study's time limit per
