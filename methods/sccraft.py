@@ -371,9 +371,10 @@ def _check_input(X) -> None:
 
 def train_on(adata, codes: np.ndarray, vae: SCCRAFTVAE, disc: nn.Module, p: dict[str, Any], seed: int,
              generators: tuple[torch.Generator, torch.Generator], epochs: int | None = None,
-             first_epoch: int = 0) -> tuple[dict[str, list[float]], int, dict[str, Any]]:
+             first_epoch: int = 0) -> tuple[dict[str, list[float]], int, dict[str, Any], torch.Tensor]:
     """Cluster ``adata``'s cells and train on them (``epochs``, default the code's rule); returns
-    the loss history, the epochs and what the record keeps of the clusters. ``first_epoch``
+    the loss history, the epochs, what the record keeps of the clusters and the cells' expression
+    on the device. ``first_epoch``
     counts epochs already trained (the adversarial warm-up is over after ``warmup_epochs``)."""
     low, high, cache_hit = cached_dual_resolution_clusters(
         adata.X, low_resolution=p["low_resolution"], high_resolution=p["high_resolution"],
@@ -387,7 +388,7 @@ def train_on(adata, codes: np.ndarray, vae: SCCRAFTVAE, disc: nn.Module, p: dict
                     p, epochs, *generators, train_idx, heldout_idx, first_epoch=first_epoch)
     clusters = {"n_low_clusters": int(np.unique(low).size), "n_high_clusters": int(np.unique(high).size),
                 "cluster_cache_hit": cache_hit}
-    return history, epochs, clusters
+    return history, epochs, clusters, X
 
 
 def integrate(adata, *, batch_key, label_key, params, seed, device) -> IntegrationResult:
@@ -408,13 +409,15 @@ def integrate(adata, *, batch_key, label_key, params, seed, device) -> Integrati
     vae = SCCRAFTVAE(adata.n_vars, n_batches, p["n_latent"]).to(dev)
     disc = make_discriminator(p["n_latent"], n_batches).to(dev)
     generators = (generator, triplet_generator)
-    history, epochs, extra = train_on(novel.seen_data(adata), codes[novel.seen], vae, disc, p, seed, generators)
+    history, epochs, extra, X = train_on(novel.seen_data(adata), codes[novel.seen], vae, disc, p, seed, generators)
     if novel.finetune_epochs:
-        more, _, extra_all = train_on(adata, codes, vae, disc, p, seed, generators,
-                                      epochs=novel.finetune_epochs, first_epoch=epochs)
+        more, _, extra_all, X = train_on(adata, codes, vae, disc, p, seed, generators,
+                                         epochs=novel.finetune_epochs, first_epoch=epochs)
         history, epochs = join_histories(history, more), epochs + novel.finetune_epochs
         extra["finetune_clusters"] = extra_all
-    emb = embedding(vae, to_device_tensor(adata.X, dev), p["latent"], p["pca_dims"], seed)
+    elif novel.active:  # trained without the held-out type: embed every cell, that type's included
+        X = to_device_tensor(adata.X, dev)
+    emb = embedding(vae, X, p["latent"], p["pca_dims"], seed)
     extra.update(batches=batch_names, warmup_epochs=p["warmup_epochs"])
     if novel.active:
         extra["novel"] = novel.record()

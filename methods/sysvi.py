@@ -523,15 +523,16 @@ def integrate(adata, *, batch_key, label_key, params, seed, device) -> Integrati
     novel = split(adata, label_key, params, "sysvi", keep_keys=(batch_key, cfg.system_key))
     model, rec = train_sysvae(novel.seen_data(adata), batch_key=batch_key, cfg=cfg, seed=seed, device=device)
     history, epochs = rec["loss_history"], rec["epochs"]
+    cells = rec  # the tensors of every cell, the held-out type's included
     if novel.finetune_epochs:
-        model, more = train_sysvae(adata, batch_key=batch_key, cfg=replace(cfg, max_epochs=novel.finetune_epochs),
-                                   seed=seed, device=device, init=model)
-        history, epochs = join_histories(history, more["loss_history"]), epochs + more["epochs"]
-    if novel.active:  # the trained network embeds every cell, the held-out type's included
+        model, cells = train_sysvae(adata, batch_key=batch_key, cfg=replace(cfg, max_epochs=novel.finetune_epochs),
+                                    seed=seed, device=device, init=model)
+        history, epochs = join_histories(history, cells["loss_history"]), epochs + cells["epochs"]
+    if novel.active and not novel.finetune_epochs:  # the trained network embeds the held-out type too
         X, sys_codes, _, batch_oh = data_tensors(adata, batch_key, cfg, torch.device(rec["device"]),
                                                  model.batch_covariate)
     else:
-        X, sys_codes, batch_oh = rec["X"], rec["sys_codes"], rec["batch_oh"]
+        X, sys_codes, batch_oh = cells["X"], cells["sys_codes"], cells["batch_oh"]
     emb = embed(model, X, batch_oh, sys_codes, len(rec["systems"]))
     extra = {k: rec[k] for k in ("train_s", "s_per_epoch", "n_train", "systems", "device", "precision",
                                  "batch_covariate")}

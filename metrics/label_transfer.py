@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from metrics.aggregate import write_table
+
 UNASSIGNED = "unassigned"
 COLUMNS = ["dataset", "method", "setting", "seed", "status", "error", "representation", "reference", "target",
            "n_reference", "n_target", "k", "accuracy", "macro_f1", "chance_accuracy"]
@@ -67,11 +69,11 @@ def transfer_by_graph(connectivities, labels: np.ndarray, is_reference: np.ndarr
 
 def transfer_scores(true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     """Accuracy and macro-F1 (over the true labels' classes) of transferred labels."""
-    from sklearn.metrics import f1_score
+    from metrics.paper_metrics import macro_f1
 
     true, predicted = np.asarray(true).astype(str), np.asarray(predicted).astype(str)
     return {"accuracy": float(np.mean(true == predicted)),
-            "macro_f1": float(f1_score(true, predicted, labels=np.unique(true), average="macro", zero_division=0))}
+            "macro_f1": macro_f1(true, predicted, np.ones(true.size, dtype=bool))}
 
 
 def chance_accuracy(target_labels: np.ndarray, reference_labels: np.ndarray) -> float:
@@ -127,9 +129,7 @@ def main(argv: list[str] | None = None) -> None:
             continue  # hidden-label runs answer another question
         # the record names no dataset: runs/{dataset}/{method}/{setting}/seed{n}/run.h5ad does
         rows += score_run(run, record, Path(path).parents[3].name, args.reference, args.k)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows, columns=COLUMNS).to_csv(out, sep="\t", index=False)
+    write_table(pd.DataFrame(rows, columns=COLUMNS), args.out)
 
 
 if __name__ == "__main__":

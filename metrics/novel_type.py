@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from metrics.aggregate import write_table
+
 COLUMNS = ["dataset", "method", "setting", "seed", "status", "novel_label", "finetune_epochs", "n_novel",
            "f1_own_cluster", "ari_own_cluster", "resolution", "separation", "nearest_type", "ilisi_novel",
            "called_known", "top_called_label", "top_called_share"]
@@ -67,7 +69,9 @@ def separation(emb: np.ndarray, labels: np.ndarray, novel_label: str) -> tuple[f
 
 def novel_ilisi(per_cell_lisi: np.ndarray, is_novel: np.ndarray, n_batches: int) -> float:
     """scib-metrics-scaled iLISI of the novel cells: (median LISI - 1) / (B - 1)."""
-    return float((np.nanmedian(per_cell_lisi[is_novel]) - 1) / (n_batches - 1))
+    from metrics.scib_set import ilisi_from_per_cell
+
+    return ilisi_from_per_cell(per_cell_lisi[is_novel], n_batches)
 
 
 def called_labels(predicted: np.ndarray, is_novel: np.ndarray, novel_label: str) -> tuple[float, str, float]:
@@ -131,9 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     if len(args.data) != len(args.runs):
         ap.error(f"--data names {len(args.data)} files for {len(args.runs)} runs; give one per run")
     rows = [r for d, run in zip(args.data, args.runs) if (r := run_row(d, run)) is not None]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows, columns=COLUMNS).to_csv(out, sep="\t", index=False)
+    write_table(pd.DataFrame(rows, columns=COLUMNS), args.out)
 
 
 if __name__ == "__main__":

@@ -214,6 +214,9 @@ def study_numbers(tables: dict[str, pd.DataFrame], study_wall_s: float | None) -
     return lines
 
 
+OPTIONAL_FIGURES = ("label_transfer", "novel_type", "search_trajectory")  # only studies that run those tasks
+OWN_SECTION_FIGURES = ("search_trajectory", "novel_type")
+
 def build_html(tables: dict[str, pd.DataFrame], outcomes: list[FigureOutcome], config: Any,
                versions: dict[str, str], study_wall_s: float | None = None,
                title: str = "Single-cell integration benchmark", notes: list[str] | None = None) -> str:
@@ -221,20 +224,20 @@ def build_html(tables: dict[str, pd.DataFrame], outcomes: list[FigureOutcome], c
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
     header = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
                      for k, v in study_numbers(tables, study_wall_s))
-    # the search's and the novel type's figures are shown in their own sections, beside their tables
-    figures = "\n".join(figure_html(o) for o in outcomes if o.name not in ("search_trajectory", "novel_type")
-                        and not (o.name == "label_transfer" and o.status == "no data"))
-    search = search_section(tables.get("search"), "".join(figure_html(o) for o in outcomes
-                                                           if o.name == "search_trajectory"), table_html)
+    def figures_named(name: str) -> str:
+        return "".join(figure_html(o) for o in outcomes if o.name == name)
+
+    # the search's and the novel type's figures are shown in their own sections, beside their tables;
+    # the optional experiments' figures have no data in every study that does not run them: no card, no note
+    figures = "\n".join(figure_html(o) for o in outcomes if o.name not in OWN_SECTION_FIGURES
+                        and not (o.name in OPTIONAL_FIGURES and o.status == "no data"))
+    search = search_section(tables.get("search"), figures_named("search_trajectory"), table_html)
     novel_nav, novel = "", ""
     if not is_empty(tables.get("novel_type")):  # only studies that held a cell type out
         novel_nav = '<a href="#novel">Novel type</a>'
         novel = ('<section id="novel"><h2>Held-out novel cell type</h2>'
-                 + novel_section_html(tables["novel_type"], table_html)
-                 + "".join(figure_html(o) for o in outcomes if o.name == "novel_type") + "</section>")
-    # the optional experiments' figures have no data in every study that does not run them: not worth a note
-    no_data = [o.description for o in outcomes
-               if o.status == "no data" and o.name not in ("label_transfer", "novel_type", "search_trajectory")]
+                 + novel_section_html(tables["novel_type"], table_html) + figures_named("novel_type") + "</section>")
+    no_data = [o.description for o in outcomes if o.status == "no data" and o.name not in OPTIONAL_FIGURES]
     table_parts = []
     for name, heading, is_open in TABLE_SECTIONS:
         body = (table_html(tables[name], f"table-{name}") if name in tables

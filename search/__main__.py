@@ -15,36 +15,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from pathlib import Path
 
 from metrics.aggregate import resolve_sets, write_table
+from metrics.json_output import write_json_atomic
 from search.ask import ask_round, round_seed
 from search.plan import SearchPlan
 from search.table import scored_trials, search_table
 
 
-def write_json(path: str, data: dict) -> None:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, out)
-
-
 def ask(args, bio, batch, bio_weight) -> None:
     plan = SearchPlan.from_json(json.loads(args.plan))
     told = scored_trials(args.previous, bio, batch, bio_weight)
-    trials = ask_round(plan, [{"values": t["values"], "score": t["score"]} for t in told], args.round)
+    trials = ask_round(plan, told, args.round)
     for t in trials:
         t["runs"] = [f"{args.runs_root}/{args.dataset}/{plan.method}/{t['setting']}/seed{s}/run.h5ad"
                      for s in args.seeds]
-    write_json(args.out, {"dataset": args.dataset, "method": plan.method, "round": args.round,
-                          "plan": plan.to_json(), "sampler_seed": round_seed(plan.seed, args.round),
-                          "told": [{"trial": t["trial"], "setting": t["setting"], "score": t["score"]}
-                                   for t in told],
-                          "trials": trials})
+    write_json_atomic({"dataset": args.dataset, "method": plan.method, "round": args.round,
+                       "plan": plan.to_json(), "sampler_seed": round_seed(plan.seed, args.round),
+                       "told": [{"trial": t["trial"], "setting": t["setting"], "score": t["score"]} for t in told],
+                       "trials": trials}, args.out)
     print(f"round {args.round}: told {len(told)} trials, asked {', '.join(t['setting'] for t in trials)}")
 
 
