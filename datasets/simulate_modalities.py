@@ -50,15 +50,12 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.special import expit
 
-from datasets.simulate import SplatParams, simulate_count_chunk, simulate_gene_params
+from datasets.simulate import CHUNK_ELEMENTS, SplatParams, simulate_count_chunk, simulate_gene_params
 
 #: the scenarios of this generator: the RNA batch with an ATAC-like or a spot-like batch
 MODALITY_SCENARIOS = ("rna-atac", "rna-spots")
 #: obs ``batch`` / ``modality`` of each batch
 RNA, ATAC, SPOTS = "RNA", "ATAC", "Spots"
-
-# Cells simulated at once (bounds the dense cells x genes intermediates, as datasets/simulate.py).
-CHUNK_ELEMENTS = 4_000_000
 
 
 @dataclass(frozen=True)
